@@ -1,0 +1,1 @@
+"""Dataset loaders: real PhysioNet / Speech Commands files and the embedded synthetic ECG set."""

@@ -1,0 +1,1 @@
+"""Evaluation protocol: smoothing, threshold tuning, metrics, cluster-bootstrap intervals."""
