@@ -1,0 +1,5 @@
+"""Keras layers of HyperTinyPW."""
+from hypertiny_keras.layers.generator import GENERATOR_ACTIVATIONS, PointwiseGenerator
+from hypertiny_keras.layers.hyper_pointwise import HEAD_MODES, HyperPointwise
+
+__all__ = ["GENERATOR_ACTIVATIONS", "HEAD_MODES", "HyperPointwise", "PointwiseGenerator"]
