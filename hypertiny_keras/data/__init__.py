@@ -1,1 +1,29 @@
-"""Dataset loaders: real PhysioNet / Speech Commands files and the embedded synthetic ECG set."""
+"""Dataset loaders: real PhysioNet / Speech Commands files and the embedded synthetic ECG set.
+
+Every loader takes the dataset's directory as distributed and returns `Windows` (inputs, labels,
+record / patient ids, split and time order), cached on disk by `cached_windows`.
+"""
+from hypertiny_keras.data.cache import cache_root, cached_windows
+from hypertiny_keras.data.errors import DataError
+from hypertiny_keras.data.mitbih import AAMI_CLASSES, AAMI_MAP, aami_labels, load_mitbih, read_beats
+from hypertiny_keras.data.splits import assign_groups
+from hypertiny_keras.data.summary import format_summary, summarize, summary_cli
+from hypertiny_keras.data.windows import Windows, clean_windows, normalize_windows
+
+__all__ = [
+    "AAMI_CLASSES",
+    "AAMI_MAP",
+    "DataError",
+    "Windows",
+    "aami_labels",
+    "assign_groups",
+    "cache_root",
+    "cached_windows",
+    "clean_windows",
+    "format_summary",
+    "load_mitbih",
+    "normalize_windows",
+    "read_beats",
+    "summarize",
+    "summary_cli",
+]
