@@ -1,0 +1,133 @@
+"""What a `.tflite` file holds: subgraphs, operators, and its bytes by role."""
+from __future__ import annotations
+
+
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from hypertiny_keras.accounting import ROLES
+from hypertiny_keras.export.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model
+
+OPS = schema.BuiltinOperator
+
+
+def _init_subgraphs(model: schema.ModelT) -> set[int]:
+    return {
+        op.builtinOptions.initSubgraphIndex
+        for sg in model.subgraphs
+        for op in sg.operators or []
+        if builtin_code(model, op) == OPS.CALL_ONCE
+    }
+
+
+def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
+    """Role of the constant input `position` of `op` (see `accounting.ROLES`)."""
+    code = builtin_code(model, op)
+    if in_init:
+        if code != OPS.FULLY_CONNECTED:
+            return "other"
+        first_is_constant = model.buffers[subgraph.tensors[op.inputs[0]].buffer].data is not None
+        if first_is_constant:
+            return "codes" if position == 0 else "generator"
+        feeds_reshape = any(
+            builtin_code(model, consumer) == OPS.RESHAPE for consumer in consumers.get(op.outputs[0], [])
+        )
+        return "heads" if feeds_reshape else "generator"
+    if position == 2 and code in (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED):
+        return "biases"
+    if code == OPS.CONV_2D and position == 1:
+        shape = [int(v) for v in subgraph.tensors[op.inputs[1]].shape]
+        return "pointwise" if shape[1:3] == [1, 1] else "conv"
+    if code == OPS.DEPTHWISE_CONV_2D and position == 1:
+        return "depthwise"
+    if code == OPS.FULLY_CONNECTED and position == 1:
+        return "classifier"
+    return "other"
+
+
+def _tensor_bytes(tensor: schema.TensorT) -> int:
+    size = int(np.prod(tensor.shape)) if tensor.shape is not None else 0
+    return size * {"INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8}.get(
+        TYPE_NAMES.get(tensor.type, ""), 0
+    )
+
+
+def inspect_tflite(data: bytes) -> dict:
+    """Describe a `.tflite` file.
+
+    Returns a JSON-ready dict: `file_bytes`; `subgraphs` (index, role `main`
+    or `init`, operator names); `has_init_subgraph`; `bytes_by_role` (the
+    constant-buffer bytes of each role in `accounting.ROLES`, plus
+    `flatbuffer_overhead` = everything else in the file: tables, vectors,
+    alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
+    (bytes of the resource variables that hold synthesised kernels in RAM).
+    """
+    model = read_model(data)
+    init_indices = _init_subgraphs(model)
+    by_role = dict.fromkeys(ROLES, 0)
+    counted: set[int] = set()
+    subgraphs, variables = [], {}
+    for index, subgraph in enumerate(model.subgraphs):
+        in_init = index in init_indices
+        operators = subgraph.operators or []
+        consumers: dict[int, list] = {}
+        for op in operators:
+            for tensor_index in op.inputs:
+                consumers.setdefault(int(tensor_index), []).append(op)
+        for op in operators:
+            for position, tensor_index in enumerate(op.inputs):
+                if tensor_index < 0:
+                    continue
+                tensor = subgraph.tensors[tensor_index]
+                buffer = model.buffers[tensor.buffer].data
+                if buffer is None or tensor.buffer in counted:
+                    continue
+                counted.add(tensor.buffer)
+                by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
+            if builtin_code(model, op) == OPS.ASSIGN_VARIABLE:
+                handle = next(
+                    o for o in operators if len(o.outputs) and o.outputs[0] == op.inputs[0]
+                )
+                variables[handle.builtinOptions.sharedName] = _tensor_bytes(
+                    subgraph.tensors[op.inputs[1]]
+                )
+        subgraphs.append(
+            {
+                "index": index,
+                "role": "init" if in_init else ("main" if index == 0 else "other"),
+                "operators": [OP_NAMES[builtin_code(model, op)] for op in operators],
+                "tensors": len(subgraph.tensors),
+            }
+        )
+    by_role["flatbuffer_overhead"] = len(data) - sum(by_role.values())
+    return {
+        "file_bytes": len(data),
+        "subgraphs": subgraphs,
+        "has_init_subgraph": bool(init_indices),
+        "bytes_by_role": by_role,
+        "resource_variables": len(variables),
+        "generated_weight_ram_bytes": int(sum(variables.values())),
+        "buffers": len(model.buffers),
+    }
+
+
+def format_inspection(info: dict) -> str:
+    """Human-readable text of `inspect_tflite` output."""
+    lines = [f"file: {info['file_bytes']:,} bytes; init subgraph: {'yes' if info['has_init_subgraph'] else 'no'}"]
+    for sg in info["subgraphs"]:
+        lines.append(f"subgraph {sg['index']} ({sg['role']}, {sg['tensors']} tensors): {' '.join(sg['operators'])}")
+    lines.append("bytes by role:")
+    width = max(map(len, info["bytes_by_role"]))
+    for role, size in info["bytes_by_role"].items():
+        if size:
+            lines.append(f"  {role:<{width}} {size:>9,}  {100 * size / info['file_bytes']:5.1f}%")
+    if info["resource_variables"]:
+        lines.append(
+            f"generated kernels: {info['resource_variables']} resource variables, "
+            f"{info['generated_weight_ram_bytes']:,} bytes in RAM"
+        )
+    return "\n".join(lines)
+
+
+
