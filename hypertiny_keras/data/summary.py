@@ -55,9 +55,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def loaders() -> dict[str, Callable[..., Windows]]:
     """``{dataset name: loader}`` for every real dataset."""
+    from hypertiny_keras.data.apnea_ecg import load_apnea_ecg
     from hypertiny_keras.data.mitbih import load_mitbih
+    from hypertiny_keras.data.ptbxl import load_ptbxl
 
-    return {"mitbih": load_mitbih}
+    return {"mitbih": load_mitbih, "ptbxl": load_ptbxl, "apnea_ecg": load_apnea_ecg}
 
 
 def summary_cli(
