@@ -38,6 +38,7 @@ from hypertiny_keras.data.physionet import (
     read_channel,
     read_header,
     require_dir,
+    require_files,
 )
 from hypertiny_keras.data.splits import assign_groups
 from hypertiny_keras.data.windows import Windows, finish_windows
@@ -190,9 +191,7 @@ def load_apnea_ecg(
     label_file = {r: (data_dir / "x-answers" / r if r.startswith("x") else data_dir / r) for r in assignment}
     inputs = [data_dir / f"{r}.hea" for r in assignment] + [p.with_name(p.name + ".apn") for p in label_file.values()]
     inputs += [data_dir / f"{r}.{'qrs' if signal == 'rr' else 'dat'}" for r in assignment]
-    for path in inputs:
-        if not path.is_file():
-            raise DataError(f"{path}: missing file of record {path.stem}")
+    require_files(inputs)
     params = dict(signal=signal, assignment=assignment, zscore=zscore, clip=clip,
                   rr=(context_minutes, rr_fs, list(rr_range), min_rr_coverage) if signal == "rr" else None)
 

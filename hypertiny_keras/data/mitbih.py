@@ -23,6 +23,7 @@ from hypertiny_keras.data.physionet import (
     read_channel,
     read_header,
     require_dir,
+    require_files,
 )
 from hypertiny_keras.data.splits import assign_groups
 from hypertiny_keras.data.windows import Windows, finish_windows
@@ -169,10 +170,7 @@ def load_mitbih(
         assignment = {r: s for r, s in assignment.items() if r in records}
     params = dict(task=task, split=split, window_seconds=window_seconds, fs=fs, channel=channel,
                   assignment=assignment, zscore=zscore, clip=clip)
-    inputs = [data_dir / f"{r}.{ext}" for r in assignment for ext in ("hea", "dat", "atr")]
-    for path in inputs:
-        if not path.is_file():
-            raise DataError(f"{path}: missing file of record {path.stem}")
+    inputs = require_files([data_dir / f"{r}.{ext}" for r in assignment for ext in ("hea", "dat", "atr")])
 
     def build() -> Windows:
         return _build(data_dir, assignment, task, window_seconds, fs, channel, zscore, clip)

@@ -25,6 +25,13 @@ def require_file(path: pathlib.Path, what: str) -> pathlib.Path:
     return path
 
 
+def require_files(paths: list[pathlib.Path]) -> list[pathlib.Path]:
+    """``paths``; raises `DataError` naming the first missing file and its record."""
+    for path in paths:
+        require_file(path, f"file of record {path.stem}")
+    return paths
+
+
 def read_header(record: pathlib.Path) -> wfdb.Record:
     """The parsed ``<record>.hea``; raises `DataError` if it is missing or corrupt."""
     hea = require_file(record.with_name(record.name + ".hea"), "header file (.hea)")

@@ -18,7 +18,13 @@ from tqdm.auto import tqdm
 
 from hypertiny_keras.data.cache import cached_windows
 from hypertiny_keras.data.errors import DataError
-from hypertiny_keras.data.physionet import download_database, read_channel, require_dir, require_file
+from hypertiny_keras.data.physionet import (
+    download_database,
+    read_channel,
+    require_dir,
+    require_file,
+    require_files,
+)
 from hypertiny_keras.data.windows import Windows, finish_windows
 
 FS = 100.0  # Hz, records100/
@@ -95,9 +101,7 @@ def load_ptbxl(
     rows, no_diagnostic = read_labels(data_dir)
     rows = sorted(rows, key=lambda r: int(r["ecg_id"]))[:max_records]
     inputs = [data_dir / "ptbxl_database.csv", data_dir / "scp_statements.csv"]
-    for row in rows:
-        for ext in ("hea", "dat"):
-            inputs.append(require_file(data_dir / f"{row['filename']}.{ext}", f"file of PTB-XL record {row['ecg_id']}"))
+    inputs += require_files([data_dir / f"{r['filename']}.{ext}" for r in rows for ext in ("hea", "dat")])
     params = dict(ecg_ids=[r["ecg_id"] for r in rows], zscore=zscore, clip=clip)
 
     def build() -> Windows:
