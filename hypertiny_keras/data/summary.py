@@ -13,15 +13,17 @@ from hypertiny_keras.data.windows import SPLITS, Windows
 def summarize(windows: Windows) -> dict[str, Any]:
     """Windows, class counts, positive rate, records and patients for each split and overall.
 
-    The positive rate is the share of label 1 (meaningful for binary tasks).
+    The positive rate is the share of label 1 for binary tasks and ``None`` otherwise.
     """
+    binary = len(windows.class_names) == 2
+
     def part(mask: np.ndarray) -> dict[str, Any]:
         y = windows.y[mask]
         counts = np.bincount(y, minlength=len(windows.class_names))
         return {
             "windows": int(mask.sum()),
             "class_counts": dict(zip(windows.class_names, counts.tolist())),
-            "positive_rate": float(np.mean(y == 1)) if y.size else float("nan"),
+            "positive_rate": float(np.mean(y == 1)) if binary and y.size else None,
             "records": int(np.unique(windows.record[mask]).size),
             "patients": int(np.unique(windows.patient[mask]).size),
         }
@@ -48,7 +50,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, s in [*summary["splits"].items(), ("total", summary["total"])]:
         lines.append(
             f"{name:<6} {s['windows']:>8} {s['records']:>8} {s['patients']:>8} "
-            f"{s['positive_rate']:>8.3f}  {s['class_counts']}"
+            f"{'-' if s['positive_rate'] is None else format(s['positive_rate'], '.3f'):>8}  "
+            f"{s['class_counts']}"
         )
     return "\n".join(lines)
 
@@ -58,8 +61,10 @@ def loaders() -> dict[str, Callable[..., Windows]]:
     from hypertiny_keras.data.apnea_ecg import load_apnea_ecg
     from hypertiny_keras.data.mitbih import load_mitbih
     from hypertiny_keras.data.ptbxl import load_ptbxl
+    from hypertiny_keras.data.speech_commands import load_speech_commands
 
-    return {"mitbih": load_mitbih, "ptbxl": load_ptbxl, "apnea_ecg": load_apnea_ecg}
+    return {"mitbih": load_mitbih, "ptbxl": load_ptbxl, "apnea_ecg": load_apnea_ecg,
+            "speech_commands": load_speech_commands}
 
 
 def summary_cli(
