@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
+import tempfile
 import time
 
 import numpy as np
@@ -88,16 +90,19 @@ def _tflm_interpreter(model: bytes, arena_size: int):
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the C++ error log of failed TFLM allocations (file descriptor 2)."""
+def _captured_stderr():
+    """Capture what C++ code writes to file descriptor 2; yields a list that receives the text."""
+    captured: list[str] = []
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))
 
 
 def io_quantization(model: bytes) -> tuple[Quantization, Quantization]:
@@ -154,7 +159,7 @@ def run_litert(model: bytes, inputs: np.ndarray) -> RunResult:
 
 def _tflm_runs(model: bytes, arena_size: int, sample: np.ndarray) -> bool:
     try:
-        with _quiet_stderr():
+        with _captured_stderr():
             interpreter = _tflm_interpreter(model, arena_size)
             interpreter.set_input(sample, 0)
             interpreter.invoke()
@@ -163,30 +168,44 @@ def _tflm_runs(model: bytes, arena_size: int, sample: np.ndarray) -> bool:
         return False
 
 
-def tflm_arena_bytes(model: bytes, granularity: int = 16) -> int:
-    """Smallest TFLM arena (bytes, multiple of `granularity`) that allocates and invokes `model`.
+def tflm_arena_bytes(model: bytes) -> int:
+    """Smallest TFLM arena (bytes) that allocates and invokes `model` on this host.
 
-    Found by doubling then bisection on the host build (a 64-bit figure).
+    Read from TFLM's recording allocator after one invoke in a large arena,
+    then confirmed by running in an arena of exactly that size (growing it in
+    16-byte steps if needed). A 64-bit figure: a 32-bit MCU needs less.
+    (Arenas far too small can crash the host interpreter, so no bisection
+    from below.)
 
     Raises:
-        RuntimeError: if even `MAX_ARENA_BYTES` is not enough.
+        RuntimeError: if the model does not run in `MAX_ARENA_BYTES`.
     """
-    from tflite_micro.python.tflite_micro import runtime
-
-    probe = runtime.Interpreter.from_bytes(model, arena_size=MAX_ARENA_BYTES)
-    details = probe.get_input_details(0)
+    interpreter = _tflm_interpreter(model, MAX_ARENA_BYTES)
+    details = interpreter.get_input_details(0)
     sample = np.zeros(details["shape"], details["dtype"])
-    del probe
-    high = 4096
-    while not _tflm_runs(model, high, sample):
-        if high >= MAX_ARENA_BYTES:
+    interpreter.set_input(sample, 0)
+    interpreter.invoke()
+    with _captured_stderr() as text:
+        interpreter.print_allocations()
+    found = re.search(r"Arena allocation total (\d+) bytes", "".join(text))
+    if found is None:
+        raise RuntimeError("TFLM did not report its arena use")
+    size = int(found.group(1))
+    while not _tflm_runs(model, size, sample):
+        size += 16
+        if size > MAX_ARENA_BYTES:
             raise RuntimeError(f"TFLM could not run the model with a {MAX_ARENA_BYTES}-byte arena")
-        high = min(high * 2, MAX_ARENA_BYTES)
-    low = high // 2 if high > 4096 else 0
-    while high - low > granularity:
-        middle = (low + high) // 2 // granularity * granularity
-        if _tflm_runs(model, middle, sample):
-            high = middle
-        else:
-            low = middle
-    return high
+    return size
+
+
+def predict(model: bytes, x: np.ndarray, engine: str = "tflm") -> np.ndarray:
+    """Float outputs of `model` for float inputs `x` `(n, ...)`, run in `"tflm"` or `"litert"`.
+
+    Inputs are quantized and outputs dequantized with the model's own
+    input/output quantization.
+    """
+    runners = {"tflm": run_tflm, "litert": run_litert}
+    if engine not in runners:
+        raise ValueError(f"engine must be one of {sorted(runners)}, got {engine!r}")
+    input_q, output_q = io_quantization(model)
+    return output_q.dequantize(runners[engine](model, input_q.quantize(x)).outputs)

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
@@ -15,6 +14,7 @@ from hypertiny_keras.export.boot import add_init_subgraph
 from hypertiny_keras.export.convert import check_representative_data, convert_int8
 from hypertiny_keras.export.flatbuffer import compact, read_model, strip, write_model
 from hypertiny_keras.export.inspect import inspect_tflite
+from hypertiny_keras.fileio import atomic_write
 from hypertiny_keras.freeze import freeze
 from hypertiny_keras.layers import HyperPointwise
 from hypertiny_keras.runtime import io_quantization, run_litert, run_tflm, tflm_arena_bytes
@@ -79,18 +79,6 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _verify(model: keras.Model, data: bytes, x: np.ndarray, tolerance_steps: float, arena: int):
     input_q, output_q = io_quantization(data)
     x_model = input_q.quantize(x)
@@ -149,7 +137,7 @@ def export_tflite(
     path: str | os.PathLike,
     synthesis: str = "boot",
     io_dtype: str = "int8",
-    per_channel: bool = False,
+    per_channel: bool = True,
     keep_metadata: bool = False,
     verify_samples: int = 64,
     tolerance_steps: float = 16.0,
@@ -165,8 +153,9 @@ def export_tflite(
             an init subgraph run once through CALL_ONCE) or `"frozen"`
             (generated kernels stored as ordinary int8 filters).
         io_dtype: `"int8"` inputs/outputs, or `"float32"`.
-        per_channel: one scale per output channel for generated filters
-            (boot only; costs arena RAM). Default one scale per filter.
+        per_channel: boot only. `True`: the device synthesises exactly the
+            converter's per-channel int8 filter, so boot and frozen files
+            compute the same thing. `False`: one scale per generated filter.
         keep_metadata: keep tensor names, signatures and metadata that TFLM
             never reads.
         verify_samples: samples of `representative_data` run in TFLM and LiteRT.
@@ -191,8 +180,6 @@ def export_tflite(
     generated = any(isinstance(layer, HyperPointwise) for layer in model.layers)
     if synthesis == "boot" and not generated:
         raise ValueError(f"boot export needs HyperPointwise layers; model {model.name!r} has none")
-    if per_channel and synthesis != "boot":
-        raise ValueError("per_channel applies to generated filters of a boot export")
 
     converted = convert_int8(freeze(model) if generated else model, x, io_dtype)
     flat = read_model(converted)
@@ -226,6 +213,6 @@ def export_tflite(
         timing_us=timing,
         packed_bytes=byte_table(model).to_dict(),
     )
-    _atomic_write(path, data)
-    _atomic_write(path.with_suffix(".json"), json.dumps(report.to_dict(), indent=2).encode())
+    atomic_write(path, data)
+    atomic_write(path.with_suffix(".json"), json.dumps(report.to_dict(), indent=2).encode())
     return report

@@ -1,0 +1,110 @@
+"""Separable 1-D CNNs: HyperTinyPW (generated PW2..PWL) and its stored-PW twin."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
+
+NORMALIZATIONS = ("batch", "none")
+
+
+def _separable_cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    widths: Sequence[int],
+    stem_filters: int,
+    stem_kernel: int,
+    dw_kernel: int,
+    downsample_blocks: int,
+    norm: str,
+    pointwise,
+    name: str,
+) -> keras.Model:
+    if norm not in NORMALIZATIONS:
+        raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
+    if not widths:
+        raise ValueError("widths must name at least one block")
+    layers = keras.layers
+
+    def normalize_relu(x, label):
+        if norm == "batch":
+            x = layers.BatchNormalization(name=f"{label}_bn")(x)
+        return layers.ReLU(name=f"{label}_relu")(x)
+
+    inputs = keras.Input(tuple(input_shape), name="window")
+    x = layers.Conv1D(stem_filters, stem_kernel, strides=2, padding="same", use_bias=norm == "none", name="stem")(inputs)
+    x = normalize_relu(x, "stem")
+    for i, width in enumerate(widths):
+        stride = 2 if i < downsample_blocks else 1
+        x = layers.DepthwiseConv1D(dw_kernel, strides=stride, padding="same", use_bias=norm == "none", name=f"dw{i + 1}")(x)
+        x = normalize_relu(x, f"dw{i + 1}")
+        x = pointwise(i, width, f"pw{i + 1}")(x)
+        x = normalize_relu(x, f"pw{i + 1}")
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def hypertiny_pw(
+    input_shape: Sequence[int],
+    num_classes: int,
+    widths: Sequence[int] = (24, 32, 32),
+    stem_filters: int = 16,
+    stem_kernel: int = 7,
+    dw_kernel: int = 5,
+    downsample_blocks: int = 2,
+    code_dim: int = 4,
+    hidden_dim: int = 16,
+    head: str = "dense",
+    rank: int | None = None,
+    norm: str = "batch",
+    name: str = "hypertiny_pw",
+) -> keras.Model:
+    """HyperTinyPW separable 1-D CNN (channels-last input `(steps, channels)`).
+
+    stem Conv1D (stride 2) -> blocks of [DepthwiseConv1D -> pointwise] ->
+    global average pooling -> Dense logits `(batch, num_classes)`. The first
+    pointwise layer (PW1) is a stored `Conv1D(kernel_size=1)`; PW2..PWL are
+    `HyperPointwise` layers sharing one `PointwiseGenerator(code_dim,
+    hidden_dim, rank=rank)`. `norm="batch"` puts BatchNormalization (folded
+    into the convolutions at export) before each ReLU; `"none"` uses biases.
+    """
+    generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank, name="generator")
+    use_bias = norm == "none"
+
+    def pointwise(i, width, label):
+        if i == 0:
+            return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
+        return HyperPointwise(width, generator, head=head, use_bias=use_bias, name=label)
+
+    return _separable_cnn(
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
+    )
+
+
+def stored_pw_twin(
+    input_shape: Sequence[int],
+    num_classes: int,
+    widths: Sequence[int] = (24, 32, 32),
+    stem_filters: int = 16,
+    stem_kernel: int = 7,
+    dw_kernel: int = 5,
+    downsample_blocks: int = 2,
+    norm: str = "batch",
+    name: str = "stored_pw_twin",
+) -> keras.Model:
+    """The backbone of `hypertiny_pw` with every pointwise layer a stored `Conv1D(kernel_size=1)`.
+
+    The honest ablation: what generation saves (or costs) is the difference
+    between the two models' bytes.
+    """
+    use_bias = norm == "none"
+
+    def pointwise(i, width, label):
+        return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
+
+    return _separable_cnn(
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
+    )
