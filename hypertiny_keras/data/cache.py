@@ -33,7 +33,7 @@ def cache_key(dataset: str, params: dict[str, Any], inputs: Iterable[pathlib.Pat
     files = []
     for path in sorted(pathlib.Path(p) for p in inputs):
         stat = path.stat()
-        files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        files.append((os.path.abspath(path), stat.st_size, stat.st_mtime_ns))
     blob = json.dumps(
         {"format": CACHE_FORMAT, "dataset": dataset, "params": params, "files": files},
         sort_keys=True,
