@@ -9,6 +9,8 @@ import contextlib
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -60,10 +62,13 @@ def _details_quantization(details: dict) -> Quantization:
 
 
 def _litert_interpreter(model: bytes, **kwargs):
-    """A LiteRT interpreter with its builtin kernels and no default delegate.
+    """A LiteRT interpreter running its reference kernels (`BUILTIN_REF`).
 
-    XNNPACK, the CPU delegate LiteRT applies by default, requantizes some
-    operators its own way; a microcontroller never runs it, so it is left out.
+    LiteRT's optimized kernels and its default XNNPACK delegate requantize
+    some operators their own way: on the converter's own output of a small
+    plain CNN they were measured up to 2 output steps away from TFLM. The
+    reference kernels are the arithmetic TFLM (and CMSIS-NN, bit-exactly)
+    implements, so they check the file, not a desktop kernel's rounding.
     Falls back to `tflite_runtime`, then to `tf.lite`, when `ai-edge-litert`
     is not installed.
     """
@@ -78,7 +83,7 @@ def _litert_interpreter(model: bytes, **kwargs):
             Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
     return Interpreter(
         model_content=model,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
         **kwargs,
     )
 
@@ -157,45 +162,89 @@ def run_litert(model: bytes, inputs: np.ndarray) -> RunResult:
     )
 
 
-def _tflm_runs(model: bytes, arena_size: int, sample: np.ndarray) -> bool:
+_PROBE = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+model = open(sys.argv[1], "rb").read()
+for line in sys.stdin:
     try:
-        with _captured_stderr():
-            interpreter = _tflm_interpreter(model, arena_size)
-            interpreter.set_input(sample, 0)
-            interpreter.invoke()
-        return True
+        interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(line))
+        details = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+        interpreter.invoke()
+        print("ok", flush=True)
     except RuntimeError:
-        return False
+        print("fail", flush=True)
+"""
 
 
-def tflm_arena_bytes(model: bytes) -> int:
-    """Smallest TFLM arena (bytes) that allocates and invokes `model` on this host.
+class _ArenaProbe:
+    """Tries arena sizes in a separate process: the host TFLM can crash, not just fail, when short."""
 
-    Read from TFLM's recording allocator after one invoke in a large arena,
-    then confirmed by running in an arena of exactly that size (growing it in
-    16-byte steps if needed). A 64-bit figure: a 32-bit MCU needs less.
-    (Arenas far too small can crash the host interpreter, so no bisection
-    from below.)
+    def __init__(self, model_path: str):
+        self.model_path = model_path
+        self.process = None
+
+    def runs(self, arena_size: int) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _PROBE, self.model_path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+        try:
+            self.process.stdin.write(f"{arena_size}\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline().strip()
+        except BrokenPipeError:
+            answer = ""
+        return answer == "ok"  # "" when the probe crashed: too small
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+def tflm_arena_bytes(model: bytes, granularity: int = 16) -> int:
+    """Smallest TFLM arena (bytes, a multiple of `granularity`) that allocates and invokes `model`.
+
+    Bisection between TFLM's own recorded allocation total (a lower bound)
+    and the first doubling of it that runs, each size tried in a probe
+    process. A 64-bit host figure: a 32-bit MCU needs less.
 
     Raises:
         RuntimeError: if the model does not run in `MAX_ARENA_BYTES`.
     """
     interpreter = _tflm_interpreter(model, MAX_ARENA_BYTES)
     details = interpreter.get_input_details(0)
-    sample = np.zeros(details["shape"], details["dtype"])
-    interpreter.set_input(sample, 0)
+    interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
     interpreter.invoke()
     with _captured_stderr() as text:
         interpreter.print_allocations()
     found = re.search(r"Arena allocation total (\d+) bytes", "".join(text))
     if found is None:
         raise RuntimeError("TFLM did not report its arena use")
-    size = int(found.group(1))
-    while not _tflm_runs(model, size, sample):
-        size += 16
-        if size > MAX_ARENA_BYTES:
-            raise RuntimeError(f"TFLM could not run the model with a {MAX_ARENA_BYTES}-byte arena")
-    return size
+    low = int(found.group(1)) // granularity * granularity
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(model)
+        probe = _ArenaProbe(path)
+        try:
+            if probe.runs(low):
+                return low
+            high = 2 * low
+            while not probe.runs(high):
+                low, high = high, 2 * high
+                if high > MAX_ARENA_BYTES:
+                    raise RuntimeError(f"TFLM could not run the model with a {MAX_ARENA_BYTES}-byte arena")
+            while high - low > granularity:
+                middle = (low + high) // 2 // granularity * granularity
+                low, high = (low, middle) if probe.runs(middle) else (middle, high)
+            return high
+        finally:
+            probe.close()
 
 
 def predict(model: bytes, x: np.ndarray, engine: str = "tflm") -> np.ndarray:

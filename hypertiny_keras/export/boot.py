@@ -204,18 +204,33 @@ def _match_convs(model, kernels: dict[str, np.ndarray]) -> dict[str, tuple[schem
 def _compensated_head(real: np.ndarray, x: np.ndarray, targets: np.ndarray, multiplier) -> np.ndarray:
     """int8 head `(rows, len(x))` whose FULLY_CONNECTED output on `x` equals `targets` where possible.
 
-    Starts from `round(real)` and moves each row's accumulator to the middle
-    of the interval that requantizes to its target, adjusting the entries
-    that meet the largest inputs first (coarse) and the smallest last (fine).
+    Starts from `round(real)` and moves each row's accumulator towards the
+    middle of the interval that requantizes to its target: first greedily,
+    adjusting the entries that meet the largest inputs first; then, for rows
+    still outside (few inputs, as in factorized heads), by trying every
+    adjustment of up to +-4 on the three entries that meet the smallest inputs.
     """
     head = np.clip(np.round(real), -127, 127).astype(np.int64)
     low, high = fixed_point.accumulator_interval(targets, multiplier)
     goal = (low + high) // 2
-    for j in np.argsort(-np.abs(x)):
-        if x[j] == 0:
-            break
+    order = [j for j in np.argsort(-np.abs(x)) if x[j] != 0]
+    for j in order:
         step = np.round((goal - head @ x) / x[j]).astype(np.int64)
         head[:, j] = np.clip(head[:, j] + step, -127, 127)
+    acc = head @ x
+    missing = np.flatnonzero((acc < low) | (acc > high))
+    fine = order[-3:]
+    if missing.size and fine:
+        grid = np.stack(np.meshgrid(*[np.arange(-4, 5)] * len(fine), indexing="ij"), -1).reshape(-1, len(fine))
+        candidates = acc[missing, None] + grid @ x[fine]  # (rows, combos)
+        entries = head[missing][:, fine][:, None, :] + grid[None]  # (rows, combos, k)
+        valid = (candidates >= low[missing, None]) & (candidates <= high[missing, None])
+        valid &= np.all(np.abs(entries) <= 127, axis=-1)
+        distance = np.where(valid, np.abs(candidates - goal[missing, None]), np.iinfo(np.int64).max)
+        best = distance.argmin(1)
+        solved = valid[np.arange(missing.size), best]
+        rows = missing[solved]
+        head[np.ix_(rows, fine)] = entries[solved, best[solved]]
     return head.astype(np.int8)
 
 

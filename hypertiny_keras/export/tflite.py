@@ -110,6 +110,7 @@ def _verify(model: keras.Model, data: bytes, x: np.ndarray, tolerance_steps: flo
             )
         ),
         "output_step": float(step),
+        "litert_kernels": "reference (BUILTIN_REF)",
         "tolerance_steps": float(tolerance_steps),
     }
     problems = []

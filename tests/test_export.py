@@ -1,0 +1,169 @@
+"""int8 export: boot files run in TFLM and LiteRT, match the frozen twin, hold no generated kernel."""
+import json
+import os
+
+import numpy as np
+import pytest
+import keras
+
+from hypertiny_keras import ExportVerificationError, export_tflite, hypertiny_pw, inspect_tflite
+from hypertiny_keras.data.synthetic import make_beats
+from hypertiny_keras.export.flatbuffer import op_names, read_model
+from hypertiny_keras.layers import HyperPointwise
+from hypertiny_keras.runtime import io_quantization, run_litert, run_tflm
+
+LENGTH = 128
+
+
+@pytest.fixture(scope="module")
+def beats():
+    x, y = make_beats(900, length=LENGTH, seed=3)
+    return x, y
+
+
+def _trained(beats, widths, head="dense", rank=None, norm="batch", seed=0):
+    """A small HyperTinyPW model trained briefly, so weights have a realistic spread."""
+    x, y = beats
+    keras.utils.set_random_seed(seed)
+    model = hypertiny_pw((LENGTH, 1), 2, widths=widths, stem_filters=8, head=head, rank=rank, norm=norm,
+                         code_dim=4, hidden_dim=12)
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:600], y[:600], batch_size=64, epochs=2, verbose=0)
+    return model
+
+
+def _tflm_int8(path, x):
+    data = open(path, "rb").read()
+    input_q, _ = io_quantization(data)
+    return run_tflm(data, input_q.quantize(x)).outputs.astype(np.int64)
+
+
+GRID = [  # widths (generated layers = len - 1), head, rank, norm
+    ((8, 12), "dense", None, "batch"),
+    ((8, 12, 16), "factorized", 3, "batch"),
+    ((12, 12, 16, 16), "dense", None, "none"),
+    ((8, 16, 16), "factorized", 2, "none"),
+]
+
+
+@pytest.mark.parametrize("widths,head,rank,norm", GRID)
+def test_boot_export_matches_frozen_in_tflm_and_litert(tmp_path, beats, widths, head, rank, norm):
+    x = beats[0]
+    model = _trained(beats, widths, head, rank, norm)
+    frozen = export_tflite(model, x[:200], tmp_path / "frozen.tflite", synthesis="frozen")
+    boot = export_tflite(model, x[:200], tmp_path / "boot.tflite", synthesis="boot")
+    generated = len(widths) - 1
+
+    # Structure: CALL_ONCE first, one init subgraph writing one variable per generated layer.
+    ops = op_names(read_model((tmp_path / "boot.tflite").read_bytes()))
+    assert ops[0][0] == "CALL_ONCE" and len(ops) == 2
+    assert ops[0].count("READ_VARIABLE") == generated and ops[1].count("ASSIGN_VARIABLE") == generated
+    assert ops[1].count("FULLY_CONNECTED") == generated * (3 if head == "factorized" else 2)
+    assert [o for o in ops[0] if o not in ("CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE")] == frozen.operators[0]
+
+    # Verification recorded by the export itself.
+    for report in (frozen, boot):
+        assert report.verification["tflm_vs_litert_max_steps"] <= 1
+    assert all(layer["exact_fraction"] == 1.0 for layer in boot.generated_layers)
+
+    # Independent runs: boot within one output step of frozen on >= 99% of elements (here: identical).
+    held_out = x[600:900]
+    a, b = _tflm_int8(tmp_path / "frozen.tflite", held_out), _tflm_int8(tmp_path / "boot.tflite", held_out)
+    assert np.mean(np.abs(a - b) <= 1) >= 0.99
+    data = (tmp_path / "boot.tflite").read_bytes()
+    input_q, _ = io_quantization(data)
+    litert = run_litert(data, input_q.quantize(held_out)).outputs.astype(np.int64)
+    assert np.abs(litert - b).max() <= 1
+
+    # The report JSON lies beside the model.
+    saved = json.loads((tmp_path / "boot.json").read_text())
+    assert saved["file_bytes"] == len(data) and saved["synthesis"] == "boot"
+
+
+def test_boot_file_holds_no_generated_kernel(tmp_path, beats):
+    model = _trained(beats, (8, 16, 16), norm="none")
+    export_tflite(model, beats[0][:200], tmp_path / "frozen.tflite", synthesis="frozen")
+    report = export_tflite(model, beats[0][:200], tmp_path / "boot.tflite", synthesis="boot")
+    frozen_model = read_model((tmp_path / "frozen.tflite").read_bytes())
+    boot_model = read_model((tmp_path / "boot.tflite").read_bytes())
+    boot_buffers = {bytes(np.asarray(b.data, np.uint8)) for b in boot_model.buffers if b.data is not None}
+    shapes = [[layer["filters"], 1, 1, layer["in_channels"]] for layer in report.generated_layers]
+    assert shapes == [[16, 1, 1, 8], [16, 1, 1, 16]]  # PW1 (8 x 8) stays stored
+    main = frozen_model.subgraphs[0]
+    generated_filters = [
+        bytes(np.asarray(frozen_model.buffers[t.buffer].data, np.uint8))
+        for t in main.tensors
+        if frozen_model.buffers[t.buffer].data is not None and [int(v) for v in t.shape] in shapes
+    ]
+    assert len(generated_filters) == 2
+    assert not any(f in boot_buffers for f in generated_filters)
+    info = inspect_tflite((tmp_path / "boot.tflite").read_bytes())
+    assert info["resource_variables"] == 2
+    assert info["generated_weight_ram_bytes"] == 16 * 8 + 16 * 16
+
+
+def test_per_tensor_filters_are_the_rounded_kernel(tmp_path, beats):
+    model = _trained(beats, (8, 12, 16), norm="none")
+    report = export_tflite(model, beats[0][:200], tmp_path / "boot.tflite", per_channel=False)
+    for layer in report.generated_layers:
+        assert len(layer["filter_scales"]) == 1
+        assert layer["exact_fraction"] == 1.0
+        assert layer["kernel_error_lsb"] <= 0.5 + 1e-3  # as good as rounding the float kernel
+
+
+def test_float_io_and_keras_round_trip(tmp_path, beats):
+    model = _trained(beats, (8, 12), norm="none")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    export_tflite(model, beats[0][:200], tmp_path / "a.tflite")
+    export_tflite(loaded, beats[0][:200], tmp_path / "b.tflite")
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    report = export_tflite(model, beats[0][:200], tmp_path / "f.tflite", io_dtype="float32")
+    assert report.verification["tflm_vs_float_top1"] >= 0.95
+    assert inspect_tflite((tmp_path / "f.tflite").read_bytes())["subgraphs"][0]["operators"][1] == "QUANTIZE"
+
+
+def test_strip_removes_names_and_reports_saving(tmp_path, beats):
+    model = _trained(beats, (8, 12), norm="none")
+    kept = export_tflite(model, beats[0][:200], tmp_path / "kept.tflite", keep_metadata=True)
+    stripped = export_tflite(model, beats[0][:200], tmp_path / "stripped.tflite")
+    assert kept.stripped_bytes == 0 and stripped.stripped_bytes > 0
+    assert kept.file_bytes - stripped.file_bytes == stripped.stripped_bytes
+    flat = read_model((tmp_path / "stripped.tflite").read_bytes())
+    assert not flat.signatureDefs and not flat.metadata
+    assert all(not t.name for sg in flat.subgraphs for t in sg.tensors)
+
+
+@pytest.fixture(scope="module")
+def small_model(beats):
+    return _trained(beats, (8, 12), norm="none")
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (lambda x: x.astype(np.int8), "must be float"),
+        (lambda x: x[:, :64], "must have shape"),
+        (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), "NaN"),
+        (lambda x: x[:0], "must have shape"),
+    ],
+)
+def test_bad_representative_data_writes_nothing(tmp_path, beats, small_model, data, match):
+    with pytest.raises(ValueError, match=match):
+        export_tflite(small_model, data(beats[0][:50]), tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_model_and_path_write_nothing(tmp_path, beats, small_model):
+    plain = keras.Sequential([keras.Input((LENGTH, 1)), keras.layers.Conv1D(4, 1), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="HyperPointwise"):
+        export_tflite(plain, beats[0][:50], tmp_path / "m.tflite", synthesis="boot")
+    with pytest.raises(ValueError, match="not a writable directory"):
+        export_tflite(small_model, beats[0][:50], tmp_path / "missing" / "m.tflite")
+    with pytest.raises(ValueError, match="synthesis"):
+        export_tflite(small_model, beats[0][:50], tmp_path / "m.tflite", synthesis="lazy")
+    with pytest.raises(ExportVerificationError, match="not written"):
+        export_tflite(small_model, beats[0][:50], tmp_path / "m.tflite", tolerance_steps=0.0)
+    assert os.listdir(tmp_path) == []
+    assert any(isinstance(layer, HyperPointwise) for layer in small_model.layers)

@@ -1,0 +1,134 @@
+"""HyperPointwise / PointwiseGenerator: shapes, gradients, sharing, serialization, freeze."""
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+from keras import ops
+
+from hypertiny_keras import HyperPointwise, PointwiseGenerator, freeze
+
+
+def _model(head="dense", rank=None, ndim=1, seed=0):
+    keras.utils.set_random_seed(seed)
+    generator = PointwiseGenerator(4, 12, rank=rank, name="gen")
+    shape = (32, 3) if ndim == 1 else (8, 8, 3)
+    conv = keras.layers.Conv1D if ndim == 1 else keras.layers.Conv2D
+    inputs = keras.Input(shape)
+    x = conv(8, 3, padding="same", activation="relu")(inputs)
+    x = HyperPointwise(16, generator, head=head, activation="relu", name="pw2")(x)
+    x = HyperPointwise(12, generator, head=head, name="pw3")(x)
+    pool = keras.layers.GlobalAveragePooling1D() if ndim == 1 else keras.layers.GlobalAveragePooling2D()
+    return keras.Model(inputs, keras.layers.Dense(3)(pool(x)))
+
+
+def _inputs(model, n=5, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, *model.inputs[0].shape[1:])).astype("float32")
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_output_shape_and_kernel_layout(ndim):
+    model = _model(ndim=ndim)
+    layer = model.get_layer("pw2")
+    assert model(_inputs(model)).shape == (5, 3)
+    assert tuple(layer.generated_kernel().shape) == (16, 8)  # (C_out, C_in): TFLite OHWI order
+    x = _inputs(model)
+    features = keras.Model(model.inputs, layer.input)(x)
+    expected = np.maximum(
+        np.einsum("...i,oi->...o", ops.convert_to_numpy(features), ops.convert_to_numpy(layer.generated_kernel()))
+        + ops.convert_to_numpy(layer.bias),
+        0,
+    )
+    np.testing.assert_allclose(keras.Model(model.inputs, layer.output)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_follows_eq2_dense_and_eq3_factorized():
+    for head, rank in (("dense", None), ("factorized", 3)):
+        layer = _model(head, rank).get_layer("pw3")
+        g = layer.generator
+        z = ops.convert_to_numpy(layer.code)
+        h = np.maximum(z @ ops.convert_to_numpy(g.kernel) + ops.convert_to_numpy(g.bias), 0)
+        if head == "factorized":
+            h = h @ ops.convert_to_numpy(g.basis)
+        expected = (h @ ops.convert_to_numpy(layer.head)).reshape(12, 16)
+        np.testing.assert_allclose(ops.convert_to_numpy(layer.generated_kernel()), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_initial_kernel_has_glorot_spread():
+    layer = _model().get_layer("pw2")
+    std = float(np.std(ops.convert_to_numpy(layer.generated_kernel())))
+    assert std == pytest.approx(np.sqrt(2 / (8 + 16)), rel=0.35)
+
+
+@pytest.mark.parametrize("head,rank", [("dense", None), ("factorized", 3)])
+def test_gradients_reach_codes_generator_and_heads(head, rank):
+    model = _model(head, rank)
+    x, y = _inputs(model), np.array([0, 1, 2, 0, 1])
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True)
+    grads = dict(zip([w.path for w in model.trainable_weights], tape.gradient(loss, model.trainable_weights)))
+    for path in ["pw2/code", "pw3/code", "pw2/head", "pw3/head", "pw2/gen/kernel", "pw2/gen/bias"] + (
+        ["pw2/gen/basis"] if rank else []
+    ):
+        assert grads[path] is not None and float(tf.reduce_max(tf.abs(grads[path]))) > 0, path
+
+
+def test_generator_is_shared_and_counted_once():
+    model = _model("factorized", 3)
+    generator = model.get_layer("pw2").generator
+    assert generator is model.get_layer("pw3").generator
+    paths = [w.path for w in model.weights]
+    assert len(paths) == len(set(paths))
+    assert sum(p.startswith("pw2/gen/") for p in paths) == 3 and not any(p.startswith("pw3/gen") for p in paths)
+    # summary rows: each layer's own values; the total counts the generator once
+    own = {name: model.get_layer(name).count_params() for name in ("pw2", "pw3")}
+    assert own["pw2"] == 4 + 3 * 16 * 8 + 16 and own["pw3"] == 4 + 3 * 12 * 16 + 12
+    assert model.count_params() == sum(int(np.prod(w.shape)) for w in model.weights)
+
+
+@pytest.mark.parametrize("head,rank", [("dense", None), ("factorized", 3)])
+def test_keras_save_load_is_exact_and_keeps_sharing(tmp_path, head, rank):
+    model = _model(head, rank)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _inputs(model, 32)
+    model.fit(x, np.arange(32) % 3, epochs=2, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("pw2").generator is loaded.get_layer("pw3").generator
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+
+
+def test_config_round_trip():
+    layer = _model("factorized", 3).get_layer("pw2")
+    config = layer.get_config()
+    clone = HyperPointwise.from_config(config)
+    assert clone.get_config() == config
+    generator = PointwiseGenerator(5, 7, activation="relu6", rank=2)
+    assert PointwiseGenerator.from_config(generator.get_config()).get_config() == generator.get_config()
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_freeze_replaces_generated_layers_and_keeps_outputs(ndim):
+    model = _model("factorized", 3, ndim=ndim)
+    frozen = freeze(model)
+    kinds = {layer.name: type(layer).__name__ for layer in frozen.layers}
+    assert kinds["pw2"] == kinds["pw3"] == ("Conv1D" if ndim == 1 else "Conv2D")
+    assert not any(isinstance(layer, HyperPointwise) for layer in frozen.layers)
+    x = _inputs(model, 16)
+    assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-6
+
+
+def test_bad_arguments():
+    generator = PointwiseGenerator(4, 8)
+    with pytest.raises(ValueError, match="factorized"):
+        HyperPointwise(4, generator, head="factorized")
+    with pytest.raises(ValueError, match="head must be"):
+        HyperPointwise(4, generator, head="sparse")
+    with pytest.raises(TypeError, match="PointwiseGenerator"):
+        HyperPointwise(4, keras.layers.Dense(3))
+    with pytest.raises(ValueError, match="activation"):
+        PointwiseGenerator(4, 8, activation="tanh")
+    with pytest.raises(ValueError, match="no HyperPointwise"):
+        freeze(keras.Sequential([keras.Input((4, 2)), keras.layers.Conv1D(3, 1)]))
