@@ -1,0 +1,178 @@
+// HyperTinyPW on an Arduino Nano 33 BLE (Mbed OS core): runs the model that
+// `hypertiny export --arduino` wrote into this folder, first on the
+// compiled-in test windows, then on windows sent over Serial.
+//
+// Serial protocol (115200 baud, lines end with '\n'; '\r' is ignored):
+//   host -> board  "W v0 v1 ... vN-1"  one window: N = input bytes int8
+//                                       values (already quantized), separated
+//                                       by spaces or commas
+//                  "T"                 run the compiled-in test windows again
+//                  "I"                 print the figures again
+//   board -> host  "R <class> <s0> ... <sK-1> <us>"  predicted class (argmax),
+//                                       the K int8 scores, microseconds
+//                  "E <message>"       the line was not understood
+#include <TensorFlowLite.h>  // makes the IDE build the TFLM Arduino library
+
+#include "hypertiny_app.h"
+#include "tensorflow/lite/micro/system_setup.h"
+#include "test_vectors.h"
+
+// BOOT: weight synthesis during setup. kLazy: the first inference pays it.
+static const HypertinyMode kMode = HypertinyMode::kBoot;
+
+static int8_t g_window[kHypertinyInputBytes];
+static int8_t g_scores[kHypertinyOutputBytes];
+static char g_line[96];
+
+static void platform_log(const char* line) { Serial.println(line); }
+static uint32_t platform_micros() { return micros(); }
+
+static int argmax(const int8_t* scores) {
+  int best = 0;
+  for (int i = 1; i < kHypertinyOutputBytes; ++i) best = scores[i] > scores[best] ? i : best;
+  return best;
+}
+
+static void print_scores(const int8_t* scores) {
+  for (int i = 0; i < kHypertinyOutputBytes; ++i) {
+    Serial.print(' ');
+    Serial.print(static_cast<int>(scores[i]));
+  }
+}
+
+static void print_figures() {
+  snprintf(g_line, sizeof(g_line), "model bytes: %u", static_cast<unsigned>(hypertiny_model_bytes()));
+  Serial.println(g_line);
+  snprintf(g_line, sizeof(g_line), "arena bytes: %u used of %u", static_cast<unsigned>(hypertiny_arena_used_bytes()),
+           static_cast<unsigned>(hypertiny_arena_bytes()));
+  Serial.println(g_line);
+  snprintf(g_line, sizeof(g_line), "resource variables: %d", hypertiny_resource_variables());
+  Serial.println(g_line);
+  snprintf(g_line, sizeof(g_line), "synthesis us: %lu (%s)", static_cast<unsigned long>(hypertiny_synthesis_us()),
+           kMode == HypertinyMode::kBoot ? "boot invoke: synthesis + one inference" : "lazy: paid by the first window");
+  Serial.println(g_line);
+}
+
+// Classifies the compiled-in windows; a window passes when all its int8
+// scores equal those of the TFLM Python interpreter.
+static void run_tests() {
+  int passed = 0;
+  for (int n = 0; n < kHypertinyTestCount; ++n) {
+    const HypertinyStatus status = hypertiny_classify(kHypertinyTestWindows[n], g_scores);
+    const bool ok = status == HypertinyStatus::kOk &&
+                    memcmp(g_scores, kHypertinyTestExpected[n], kHypertinyOutputBytes) == 0;
+    passed += ok ? 1 : 0;
+    snprintf(g_line, sizeof(g_line), "test %d: label %d predicted %d scores", n, kHypertinyTestLabels[n],
+             argmax(g_scores));
+    Serial.print(g_line);
+    print_scores(g_scores);
+    const char* verdict = ok ? "pass" : "FAIL: scores differ from expected";
+    snprintf(g_line, sizeof(g_line), " | %lu us | %s", static_cast<unsigned long>(hypertiny_last_inference_us()),
+             status == HypertinyStatus::kOk ? verdict : hypertiny_status_name(status));
+    Serial.println(g_line);
+  }
+  snprintf(g_line, sizeof(g_line), "%d passed, %d failed", passed, kHypertinyTestCount - passed);
+  Serial.println(g_line);
+}
+
+// Serial parser state: one window is read value by value, no line buffer.
+static char g_command = 0;   // 'W', 'T', 'I' or 0 before the first character
+static int g_count = 0;      // values of the current window
+static int g_value = 0;      // digits of the current value
+static bool g_in_value = false;
+static bool g_negative = false;
+static bool g_bad = false;   // a value out of int8 range, or an unknown character
+
+static void end_value() {
+  if (!g_in_value) return;
+  const int value = g_negative ? -g_value : g_value;
+  if (value < -128 || value > 127 || g_count >= kHypertinyInputBytes) {
+    g_bad = true;
+  } else {
+    g_window[g_count] = static_cast<int8_t>(value);
+  }
+  ++g_count;
+  g_in_value = false;
+  g_negative = false;
+  g_value = 0;
+}
+
+static void end_line() {
+  end_value();
+  if (g_command == 'T') {
+    run_tests();
+  } else if (g_command == 'I') {
+    print_figures();
+  } else if (g_command == 'W' && !g_bad && g_count == kHypertinyInputBytes) {
+    const HypertinyStatus status = hypertiny_classify(g_window, g_scores);
+    if (status == HypertinyStatus::kOk) {
+      Serial.print("R ");
+      Serial.print(argmax(g_scores));
+      print_scores(g_scores);
+      Serial.print(' ');
+      Serial.println(hypertiny_last_inference_us());
+    } else {
+      Serial.print("E ");
+      Serial.println(hypertiny_status_name(status));
+    }
+  } else if (g_command == 'W') {
+    snprintf(g_line, sizeof(g_line), "E expected %d int8 values, got %d%s", kHypertinyInputBytes, g_count,
+             g_bad ? " (some out of range or not numbers)" : "");
+    Serial.println(g_line);
+  } else if (g_command != 0) {
+    Serial.println("E unknown command (W, T or I)");
+  }
+  g_command = 0;
+  g_count = 0;
+  g_bad = false;
+}
+
+static void read_serial() {
+  while (Serial.available() > 0) {
+    const char c = static_cast<char>(Serial.read());
+    if (c == '\r') continue;
+    if (c == '\n') {
+      end_line();
+    } else if (g_command == 0) {
+      g_command = c == ' ' ? 0 : c;
+    } else if (c >= '0' && c <= '9') {
+      g_value = g_value < 1000 ? g_value * 10 + (c - '0') : g_value;
+      g_in_value = true;
+    } else if (c == '-' && !g_in_value) {
+      g_negative = true;
+    } else if (c == ' ' || c == ',' || c == '\t') {
+      end_value();
+    } else {
+      g_bad = true;
+    }
+  }
+}
+
+void setup() {
+  tflite::InitializeTarget();  // Serial for TFLM's own messages
+  Serial.begin(115200);
+  while (!Serial) {
+  }  // wait for the Serial Monitor so that nothing is missed
+  hypertiny_set_platform(platform_log, platform_micros);
+  Serial.println("HyperTinyPW on TensorFlow Lite Micro");
+  const HypertinyStatus status = hypertiny_setup(kMode);
+  if (status != HypertinyStatus::kOk) {
+    Serial.print("setup failed: ");
+    Serial.println(hypertiny_status_name(status));
+    while (true) {
+      delay(1000);
+    }
+  }
+  if (hypertiny_input_bytes() != kHypertinyInputBytes || hypertiny_output_bytes() != kHypertinyOutputBytes) {
+    Serial.println("test_vectors.h does not match the model: export again");
+    while (true) {
+      delay(1000);
+    }
+  }
+  print_figures();
+  run_tests();
+  if (kMode == HypertinyMode::kLazy) print_figures();  // the synthesis figure is known now
+  Serial.println("ready: send W lines (see the top of HyperTinyPW.ino)");
+}
+
+void loop() { read_serial(); }

@@ -1,0 +1,220 @@
+// HyperTinyPW on TensorFlow Lite Micro: the portable core (see hypertiny_app.h).
+#include "hypertiny_app.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "arena_config.h"
+#include "model_data.h"
+#include "model_ops.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_resource_variable.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "tensorflow/lite/schema/schema_utils.h"
+
+namespace {
+
+// All tensors, the allocator's bookkeeping and the resource variables (the
+// synthesised kernels) live here.
+alignas(16) uint8_t g_arena[HYPERTINY_ARENA_BYTES];
+
+// Ops are registered once; a resolver refuses a second registration.
+HypertinyOpResolver g_resolver;
+bool g_ops_registered = false;
+
+// The interpreter is constructed in place: no heap.
+alignas(tflite::MicroInterpreter) unsigned char
+    g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+tflite::MicroInterpreter* g_interpreter = nullptr;
+
+HypertinyLogFn g_log = nullptr;
+HypertinyMicrosFn g_micros = nullptr;
+
+bool g_ready = false;        // setup succeeded
+bool g_synthesised = false;  // the init subgraph has run
+int g_variables = 0;
+uint32_t g_synthesis_us = 0;
+uint32_t g_last_us = 0;
+
+uint32_t now_us() { return g_micros != nullptr ? g_micros() : 0; }
+
+// printf-style line to the platform log (truncated to the buffer).
+void log_line(const char* format, ...) {
+  if (g_log == nullptr) return;
+  static char line[160];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(line, sizeof(line), format, args);
+  va_end(args);
+  g_log(line);
+}
+
+HypertinyStatus fail(HypertinyStatus status) {
+  log_line("hypertiny: setup failed: %s", hypertiny_status_name(status));
+  return status;
+}
+
+// Error strings of TFLM are compiled out of release builds, so the core
+// checks the model against model_ops.h itself and names what is missing.
+HypertinyStatus check_ops(const tflite::Model* model) {
+  const auto* codes = model->operator_codes();
+  for (uint32_t i = 0; codes != nullptr && i < codes->size(); ++i) {
+    const tflite::BuiltinOperator code = tflite::GetBuiltinCode(codes->Get(i));
+    if (g_resolver.FindOp(code) == nullptr) {
+      log_line("hypertiny: op %s is not registered by model_ops.h",
+               tflite::EnumNameBuiltinOperator(code));
+      return HypertinyStatus::kUnregisteredOp;
+    }
+  }
+  return HypertinyStatus::kOk;
+}
+
+// Distinct VAR_HANDLE shared names over all subgraphs: the resource
+// variables the model creates (one per generated layer). Stops counting one
+// past what model_ops.h reserves: that is already too many.
+int count_resource_variables(const tflite::Model* model) {
+  const char* names[HYPERTINY_RESOURCE_VARIABLES + 1];
+  int count = 0;
+  const auto* codes = model->operator_codes();
+  for (const tflite::SubGraph* subgraph : *model->subgraphs()) {
+    if (subgraph->operators() == nullptr) continue;
+    for (const tflite::Operator* op : *subgraph->operators()) {
+      const auto* options = op->builtin_options_as_VarHandleOptions();
+      if (tflite::GetBuiltinCode(codes->Get(op->opcode_index())) != tflite::BuiltinOperator_VAR_HANDLE ||
+          options == nullptr) {
+        continue;
+      }
+      const char* name = options->shared_name() != nullptr ? options->shared_name()->c_str() : "";
+      bool seen = false;
+      for (int i = 0; i < count && !seen; ++i) seen = std::strcmp(names[i], name) == 0;
+      if (seen) continue;
+      names[count++] = name;
+      if (count > HYPERTINY_RESOURCE_VARIABLES) return count;
+    }
+  }
+  return count;
+}
+
+void teardown() {
+  if (g_interpreter != nullptr) g_interpreter->~MicroInterpreter();
+  g_interpreter = nullptr;
+  g_ready = false;
+  g_synthesised = false;
+  g_variables = 0;
+  g_synthesis_us = 0;
+  g_last_us = 0;
+}
+
+// Runs the interpreter once; records the time and, the first time, the
+// synthesis figure.
+HypertinyStatus invoke_timed() {
+  const uint32_t start = now_us();
+  const TfLiteStatus status = g_interpreter->Invoke();
+  g_last_us = now_us() - start;
+  if (status != kTfLiteOk) return HypertinyStatus::kInvoke;
+  if (!g_synthesised) {
+    g_synthesis_us = g_last_us;
+    g_synthesised = true;
+  }
+  return HypertinyStatus::kOk;
+}
+
+}  // namespace
+
+void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros) {
+  g_log = log;
+  g_micros = micros;
+}
+
+HypertinyStatus hypertiny_setup(HypertinyMode mode) {
+  teardown();
+  const tflite::Model* model = tflite::GetModel(g_model);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    log_line("hypertiny: model schema %u, TFLM expects %d", static_cast<unsigned>(model->version()),
+             TFLITE_SCHEMA_VERSION);
+    return fail(HypertinyStatus::kSchemaVersion);
+  }
+  if (!g_ops_registered) {
+    if (hypertiny_register_ops(g_resolver) != kTfLiteOk) return fail(HypertinyStatus::kOpResolver);
+    g_ops_registered = true;
+  }
+  const HypertinyStatus ops = check_ops(model);
+  if (ops != HypertinyStatus::kOk) return fail(ops);
+
+  const int needed = count_resource_variables(model);
+  if (needed > HYPERTINY_RESOURCE_VARIABLES) {
+    log_line("hypertiny: model needs %d resource variables, model_ops.h reserves %d", needed,
+             HYPERTINY_RESOURCE_VARIABLES);
+    return fail(HypertinyStatus::kResourceVariables);
+  }
+
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_arena, sizeof(g_arena));
+  if (allocator == nullptr) return fail(HypertinyStatus::kAllocateTensors);
+  tflite::MicroResourceVariables* variables = nullptr;
+  if (needed > 0) {
+    // Exactly the model's count: with fewer, VAR_HANDLE fails in Prepare.
+    variables = tflite::MicroResourceVariables::Create(allocator, needed);
+    if (variables == nullptr) {
+      log_line("hypertiny: no room in the arena for %d resource variables", needed);
+      return fail(HypertinyStatus::kResourceVariables);
+    }
+  }
+  g_variables = needed;
+  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, g_resolver, allocator, variables);
+  if (g_interpreter->AllocateTensors() != kTfLiteOk) {
+    log_line("hypertiny: AllocateTensors failed (arena %u bytes, %d resource variables)",
+             static_cast<unsigned>(sizeof(g_arena)), needed);
+    return fail(HypertinyStatus::kAllocateTensors);
+  }
+  const TfLiteTensor* input = g_interpreter->input(0);
+  const TfLiteTensor* output = g_interpreter->output(0);
+  if (input == nullptr || output == nullptr || input->type != kTfLiteInt8 || output->type != kTfLiteInt8) {
+    return fail(HypertinyStatus::kInputOutput);
+  }
+  if (mode == HypertinyMode::kBoot) {
+    // A window of zeros (the input zero point) runs the init subgraph now.
+    std::memset(input->data.int8, input->params.zero_point, input->bytes);
+    const HypertinyStatus status = invoke_timed();
+    if (status != HypertinyStatus::kOk) return fail(status);
+  }
+  g_ready = true;
+  return HypertinyStatus::kOk;
+}
+
+HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores) {
+  if (!g_ready) return HypertinyStatus::kNotSetUp;
+  TfLiteTensor* input = g_interpreter->input(0);
+  std::memcpy(input->data.int8, window, input->bytes);
+  const HypertinyStatus status = invoke_timed();
+  if (status != HypertinyStatus::kOk) return status;
+  const TfLiteTensor* output = g_interpreter->output(0);
+  std::memcpy(scores, output->data.int8, output->bytes);
+  return HypertinyStatus::kOk;
+}
+
+size_t hypertiny_model_bytes() { return g_model_len; }
+size_t hypertiny_arena_bytes() { return sizeof(g_arena); }
+size_t hypertiny_arena_used_bytes() { return g_ready ? g_interpreter->arena_used_bytes() : 0; }
+size_t hypertiny_input_bytes() { return g_ready ? g_interpreter->input(0)->bytes : 0; }
+size_t hypertiny_output_bytes() { return g_ready ? g_interpreter->output(0)->bytes : 0; }
+int hypertiny_resource_variables() { return g_variables; }
+uint32_t hypertiny_synthesis_us() { return g_synthesis_us; }
+uint32_t hypertiny_last_inference_us() { return g_last_us; }
+
+const char* hypertiny_status_name(HypertinyStatus status) {
+  switch (status) {
+    case HypertinyStatus::kOk: return "ok";
+    case HypertinyStatus::kNotSetUp: return "not set up";
+    case HypertinyStatus::kSchemaVersion: return "schema version";
+    case HypertinyStatus::kOpResolver: return "op resolver";
+    case HypertinyStatus::kUnregisteredOp: return "unregistered op";
+    case HypertinyStatus::kResourceVariables: return "resource variables";
+    case HypertinyStatus::kAllocateTensors: return "allocate tensors";
+    case HypertinyStatus::kInputOutput: return "input/output not int8";
+    case HypertinyStatus::kInvoke: return "invoke";
+  }
+  return "unknown";
+}

@@ -1,0 +1,64 @@
+// HyperTinyPW on TensorFlow Lite Micro: the portable core of tflm_app.
+//
+// One model, compiled in from the files `hypertiny export --arduino` generates
+// next to this one (model_data.h/.cc, model_ops.h, arena_config.h). A `boot`
+// model synthesises its pointwise kernels on the device: subgraph 0 starts
+// with CALL_ONCE of an init subgraph that writes them into resource variables.
+// The first Invoke() runs it; later invokes only read the variables.
+//
+// C++17, no dynamic allocation (the interpreter lives in static storage, all
+// tensors in a static arena), no exceptions. Not thread-safe.
+#ifndef HYPERTINY_APP_H_
+#define HYPERTINY_APP_H_
+
+#include <cstddef>
+#include <cstdint>
+
+// When the one-off weight synthesis is paid.
+enum class HypertinyMode : uint8_t {
+  kBoot,  // hypertiny_setup() invokes once on a zero window
+  kLazy,  // the first hypertiny_classify() pays it
+};
+
+enum class HypertinyStatus : uint8_t {
+  kOk,
+  kNotSetUp,           // hypertiny_classify() before a successful setup
+  kSchemaVersion,      // model flatbuffer has another schema version
+  kOpResolver,         // registering the model's operators failed
+  kUnregisteredOp,     // the model uses an op model_ops.h does not register
+  kResourceVariables,  // too few resource variables or none could be created
+  kAllocateTensors,    // arena too small or a kernel's Prepare failed
+  kInputOutput,        // input or output tensor is not int8
+  kInvoke,             // a kernel's Eval failed
+};
+
+// Platform hooks. `log` receives one line without its newline; `micros` is a
+// free-running microsecond clock (wrap-around is handled). Either may be null.
+using HypertinyLogFn = void (*)(const char* line);
+using HypertinyMicrosFn = uint32_t (*)();
+void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros);
+
+// Builds the interpreter (may be called again to start over, e.g. to switch
+// mode). Logs what failed, with the counts involved, before returning it.
+HypertinyStatus hypertiny_setup(HypertinyMode mode);
+
+// Runs one window: `window` holds hypertiny_input_bytes() int8 values in the
+// model's input quantization, `scores` receives hypertiny_output_bytes().
+HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores);
+
+// Figures, valid after a successful setup.
+size_t hypertiny_model_bytes();       // bytes of the compiled-in model
+size_t hypertiny_arena_bytes();       // bytes of the static arena
+size_t hypertiny_arena_used_bytes();  // bytes of it the interpreter used
+size_t hypertiny_input_bytes();       // int8 values of one window
+size_t hypertiny_output_bytes();      // int8 scores of one window
+int hypertiny_resource_variables();   // resource variables created
+// Microseconds of the invoke that ran the init subgraph: synthesis plus one
+// inference (BOOT: the zero window in setup; LAZY: the first classify, 0
+// before it).
+uint32_t hypertiny_synthesis_us();
+uint32_t hypertiny_last_inference_us();  // microseconds of the last classify
+
+const char* hypertiny_status_name(HypertinyStatus status);
+
+#endif  // HYPERTINY_APP_H_
