@@ -4,6 +4,7 @@ Pointwise (1x1) kernels are generated from tiny per-layer codes by one shared
 micro-MLP; the generator runs once on the device and every inference after
 that is a plain int8 CNN.
 """
+from hypertiny_keras import data, evaluation
 from hypertiny_keras.accounting import ROLES, ByteTable, byte_table, packed_bytes
 from hypertiny_keras.export import (
     ExportReport,
@@ -26,6 +27,8 @@ __all__ = [
     "HyperPointwise",
     "PointwiseGenerator",
     "byte_table",
+    "data",
+    "evaluation",
     "export_tflite",
     "format_inspection",
     "freeze",

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _quickstart(args) -> None:
     from hypertiny_keras.quickstart import run_quickstart
 
-    run_quickstart(args.out, seed=args.seed, epochs=args.epochs)
+    run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats)
 
 
 def _export(args) -> None:
@@ -21,8 +21,14 @@ def _export(args) -> None:
     if args.arduino:
         from hypertiny_keras.export.arduino import export_arduino
 
-        windows = np.load(args.windows) if args.windows else None
-        labels = np.load(args.labels) if args.labels else None
+        windows = labels = None
+        if args.windows and args.windows.endswith(".npz"):  # e.g. the quickstart's test_windows.npz
+            with np.load(args.windows) as saved:
+                windows, labels = saved["windows"], saved.get("labels")
+        elif args.windows:
+            windows = np.load(args.windows)
+        if args.labels:
+            labels = np.load(args.labels)
         result = export_arduino(args.model, args.arduino, windows=windows, labels=labels)
         print(json.dumps(result, indent=2))
         return
@@ -68,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="out/quickstart", help="output directory")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--epochs", type=int, default=8)
+    q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
     q.set_defaults(run=_quickstart)
 
     e = sub.add_parser("export", help="export a .keras model to int8 .tflite, or a .tflite to an Arduino sketch")
@@ -79,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--per-channel", action="store_true", help="per-channel scales for generated filters")
     e.add_argument("--keep-metadata", action="store_true", help="keep names, signatures and metadata")
     e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
-    e.add_argument("--windows", help="float test windows .npy for the sketch's test vectors")
+    e.add_argument("--windows", help="float test windows for the sketch: .npy, or .npz with 'windows' (and 'labels')")
     e.add_argument("--labels", help="labels .npy of the test windows")
     e.set_defaults(run=_export)
 

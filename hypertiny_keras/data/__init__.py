@@ -15,10 +15,14 @@ from hypertiny_keras.data.speech_commands import (
     training_map,
 )
 from hypertiny_keras.data.splits import assign_groups
+from hypertiny_keras.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
+from hypertiny_keras.data.synthetic import make_beats
 from hypertiny_keras.data.summary import format_summary, summarize, summary_cli
 from hypertiny_keras.data.windows import Windows, clean_windows, normalize_windows
 
 __all__ = [
+    "SYNTHETIC_CLASS_NAMES",
+    "make_beats",
     "AAMI_CLASSES",
     "AAMI_MAP",
     "DataError",

@@ -30,7 +30,7 @@ def _separable_cnn(
 
     def normalize_relu(x, label):
         if norm == "batch":
-            x = layers.BatchNormalization(name=f"{label}_bn")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{label}_bn")(x)
         return layers.ReLU(name=f"{label}_relu")(x)
 
     inputs = keras.Input(tuple(input_shape), name="window")
