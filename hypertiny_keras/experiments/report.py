@@ -1,0 +1,156 @@
+"""Results README of a dataset: tables shaped like the paper's, a Pareto plot and a flash-budget chart.
+
+Reads every `<model>.json` written by `runner.save_model_results` in one
+folder and writes `README.md`, `pareto.png` and `budget.png` beside them.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: Flash budgets of the "best model under budget" chart, in kB.
+BUDGETS_KB = (32, 64, 128, 256)
+TEACHER = "regular_cnn"
+
+
+def _mean_std(summary: dict) -> str:
+    if not summary:
+        return "n/a"
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
+def _flash_kb(result: dict) -> float:
+    return result["summary"]["packed_bytes_8bit"]["mean"] / 1000
+
+
+def _primary(result: dict, source: str = "float") -> dict:
+    metrics = result["summary"][source]
+    return metrics.get("macro_f1") or metrics.get("accuracy") or {}
+
+
+def load_results(folder: str | pathlib.Path) -> list[dict]:
+    """Every model result JSON in `folder`, sorted by flash size."""
+    results = [json.loads(p.read_text()) for p in sorted(pathlib.Path(folder).glob("*.json"))]
+    results = [r for r in results if "summary" in r and r["summary"].get("packed_bytes_8bit")]
+    return sorted(results, key=_flash_kb)
+
+
+def _main_table(results: list[dict]) -> list[str]:
+    lines = [
+        "| model | flash kB (packed, 8-bit) | .tflite bytes | TFLM arena (host) | macro-F1 float | macro-F1 int8 TFLM | AUC float | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r["summary"]
+        lines.append(
+            f"| {r['model']} | {_flash_kb(r):.1f} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
+            f"{s['arena_bytes'].get('mean', 0):,.0f} | {_mean_std(_primary(r))} | "
+            f"{_mean_std(_primary(r, 'int8_tflm'))} | {_mean_std(s['float'].get('roc_auc', {}))} | {len(r['seeds'])} |"
+        )
+    return lines
+
+
+def _compression_table(results: list[dict]) -> list[str]:
+    teacher = next((r for r in results if r["model"] == TEACHER), None)
+    if teacher is None or not _primary(teacher):
+        return ["(no RegularCNN result: compression vs the teacher not computed)"]
+    f1_teacher, kb_teacher = _primary(teacher)["mean"], _flash_kb(teacher)
+    lines = ["| model | compression vs RegularCNN | bytes saved | macro-F1 retention |", "|---|---:|---:|---:|"]
+    for r in results:
+        if r["model"] == TEACHER or not _primary(r):
+            continue
+        kb = _flash_kb(r)
+        lines.append(
+            f"| {r['model']} | {kb_teacher / kb:.2f}x | {100 * (1 - kb / kb_teacher):.1f}% | "
+            f"{100 * _primary(r)['mean'] / f1_teacher:.1f}% |"
+        )
+    return lines
+
+
+def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        primary = _primary(r)
+        if not primary:
+            continue
+        ax.errorbar(_flash_kb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
+        ax.annotate(r["model"], (_flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("flash, kB (packed 8-bit, Eq. 6)")
+    ax.set_ylabel("macro-F1 (float, mean ± std over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[str]:
+    best = []
+    for budget in BUDGETS_KB:
+        fitting = [r for r in results if _flash_kb(r) <= budget and _primary(r)]
+        winner = max(fitting, key=lambda r: _primary(r)["mean"], default=None)
+        best.append((budget, winner))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labels = [f"{b} kB" for b, _ in best]
+    values = [_primary(w)["mean"] if w else 0 for _, w in best]
+    bars = ax.bar(labels, values, color="tab:blue")
+    for bar, (_, winner) in zip(bars, best):
+        ax.annotate(winner["model"] if winner else "none fits", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("best macro-F1 (float)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [f"| {b} kB | {w['model'] if w else 'none fits'} | {_mean_std(_primary(w)) if w else ''} |" for b, w in best]
+
+
+def write_report(folder: str | pathlib.Path, dataset: str, notes: str = "") -> pathlib.Path:
+    """Write `README.md`, `pareto.png` and `budget.png` for the results in `folder`."""
+    folder = pathlib.Path(folder)
+    results = load_results(folder)
+    if not results:
+        raise ValueError(f"no model results in {folder}")
+    _pareto_plot(results, folder / "pareto.png", f"{dataset}: macro-F1 vs flash")
+    budget_rows = _budget_plot(results, folder / "budget.png", f"{dataset}: best model under a flash budget")
+    commands = sorted({r["command"] for r in results})
+    lines = [
+        f"# {dataset}: results",
+        "",
+        "Produced by:",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+        notes,
+        "",
+        "## Models (Tables 1, 6-7 of the paper)",
+        "",
+        *_main_table(results),
+        "",
+        "Flash is Eq. 6 packed bytes at 8-bit weights (biases 32-bit) of the Keras model; `.tflite` bytes "
+        "and the arena are of the deployed file (boot for HyperTinyPW, frozen otherwise); the arena is "
+        "the 64-bit host TFLM figure. Metrics: mean ± std over seeds; each run's 95% cluster-bootstrap "
+        "intervals are in the JSON files.",
+        "",
+        "## Compression vs RegularCNN (Table 15)",
+        "",
+        *_compression_table(results),
+        "",
+        "## Best model under a flash budget",
+        "",
+        "| budget | model | macro-F1 |",
+        "|---|---|---:|",
+        *budget_rows,
+        "",
+        "![Pareto](pareto.png) ![budget](budget.png)",
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,76 @@
+"""The model suite of the recipes, by name, and the loop that runs it over seeds."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from hypertiny_keras.data.windows import Windows
+from hypertiny_keras.experiments.report import write_report
+from hypertiny_keras.experiments.runner import ModelSpec, RunSettings, run_model, save_model_results
+from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
+
+#: Widths of the separable backbone shared by HyperTinyPW and its stored twin in the recipes.
+WIDTHS = (32, 64, 64, 96)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every model a recipe can run, by name."""
+    return {
+        "hypertiny_pw": ModelSpec(
+            "hypertiny_pw",
+            lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=6, hidden_dim=16),
+            "HyperTinyPW: PW1 stored, PW2..PW4 generated (dense heads, d_z 6, d_h 16)",
+        ),
+        "hypertiny_pw_factorized": ModelSpec(
+            "hypertiny_pw_factorized",
+            lambda shape, classes: hypertiny_pw(
+                shape, classes, widths=WIDTHS, code_dim=6, hidden_dim=16, head="factorized", rank=4
+            ),
+            "HyperTinyPW with factorized heads A_l B (rank 4)",
+        ),
+        "hypertiny_pw_small_code": ModelSpec(
+            "hypertiny_pw_small_code",
+            lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=4, hidden_dim=12),
+            "ablation: d_z 4, d_h 12",
+        ),
+        "stored_pw_twin": ModelSpec(
+            "stored_pw_twin",
+            lambda shape, classes: stored_pw_twin(shape, classes, widths=WIDTHS),
+            "the same backbone with every PW layer stored (ablation)",
+        ),
+    }
+
+
+def subsample(windows: Windows, per_split: dict[str, int], seed: int) -> Windows:
+    """At most `per_split[split]` random windows of each split (kept in temporal order)."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for split, limit in per_split.items():
+        idx = np.flatnonzero(windows.split == split)
+        if len(idx) > limit:
+            idx = np.sort(rng.choice(idx, limit, replace=False))
+        keep.append(idx)
+    return windows.take(np.concatenate(keep))
+
+
+def run_suite(
+    dataset: str,
+    windows: Windows,
+    models: list[str],
+    seeds: list[int],
+    settings: RunSettings,
+    out_dir: str | pathlib.Path,
+    command: str,
+    notes: str = "",
+) -> pathlib.Path:
+    """Run every model over every seed, write `<out_dir>/<model>.json` and the results README."""
+    specs = model_specs()
+    unknown = sorted(set(models) - set(specs))
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; known: {sorted(specs)}")
+    out_dir = pathlib.Path(out_dir)
+    for name in models:
+        runs = [run_model(specs[name], windows, seed, settings) for seed in seeds]
+        save_model_results(out_dir / f"{name}.json", dataset, command, runs)
+    return write_report(out_dir, dataset, notes)
