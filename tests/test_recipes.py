@@ -10,7 +10,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("recipe", ["mitbih"])
+@pytest.mark.parametrize("recipe", ["mitbih", "ptbxl", "apnea_ecg", "speech_commands"])
 def test_quick_recipe(recipe, data_root, tmp_path):
     env = {**os.environ, "HYPERTINY_DATA": str(data_root)}
     result = subprocess.run(

@@ -63,14 +63,18 @@ def run_suite(
     out_dir: str | pathlib.Path,
     command: str,
     notes: str = "",
+    export_dir: str | pathlib.Path | None = None,
 ) -> pathlib.Path:
-    """Run every model over every seed, write `<out_dir>/<model>.json` and the results README."""
+    """Run every model over every seed, write `<out_dir>/<model>.json` and the results README.
+
+    The exported `.tflite` files are kept in `export_dir` when it is given.
+    """
     specs = model_specs()
     unknown = sorted(set(models) - set(specs))
     if unknown:
         raise ValueError(f"unknown models {unknown}; known: {sorted(specs)}")
     out_dir = pathlib.Path(out_dir)
     for name in models:
-        runs = [run_model(specs[name], windows, seed, settings) for seed in seeds]
+        runs = [run_model(specs[name], windows, seed, settings, export_dir) for seed in seeds]
         save_model_results(out_dir / f"{name}.json", dataset, command, runs)
     return write_report(out_dir, dataset, notes)

@@ -1,0 +1,58 @@
+"""What every recipe shares: its absl flags and the call that runs the suite from them."""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from hypertiny_keras.data.windows import Windows
+from hypertiny_keras.experiments.runner import RunSettings
+from hypertiny_keras.experiments.suite import run_suite, subsample
+
+FLAGS = flags.FLAGS
+#: Window caps of `--quick` runs (CI): train, val, test.
+QUICK_LIMITS = {"train": 1500, "val": 400, "test": 600}
+
+
+def data_root() -> str:
+    """`$HYPERTINY_DATA`, default `../shared/data` (relative to the project root)."""
+    return os.environ.get("HYPERTINY_DATA", "../shared/data")
+
+
+def define_flags(default_out: str, default_epochs: int = 10) -> None:
+    """The flags of every recipe (dataset flags are defined by the recipe itself)."""
+    flags.DEFINE_list("models", ["hypertiny_pw", "stored_pw_twin"], "models of the suite to run")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
+    flags.DEFINE_integer("epochs", default_epochs, "training epochs")
+    flags.DEFINE_integer("batch_size", 64, "batch size")
+    flags.DEFINE_integer("max_train", 20000, "at most this many training windows (random)")
+    flags.DEFINE_integer("max_eval", 20000, "at most this many validation and test windows each")
+    flags.DEFINE_integer("bootstrap", 1000, "cluster-bootstrap resamples")
+    flags.DEFINE_bool("quick", False, "a small end-to-end run for CI: few windows, 1 epoch, 1 seed")
+    flags.DEFINE_string("out", default_out, "results folder")
+    flags.DEFINE_string("export_dir", None, "keep the exported .tflite files here")
+
+
+def run_from_flags(dataset: str, windows: Windows, notes: str = "") -> None:
+    """Cap the splits, run the suite over the seeds and print where the README went."""
+    quick = FLAGS.quick
+    limits = QUICK_LIMITS if quick else {"train": FLAGS.max_train, "val": FLAGS.max_eval, "test": FLAGS.max_eval}
+    windows = subsample(windows, limits, seed=0)
+    settings = RunSettings(
+        epochs=1 if quick else FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        bootstrap=50 if quick else FLAGS.bootstrap,
+    )
+    readme = run_suite(
+        dataset,
+        windows,
+        FLAGS.models,
+        [0] if quick else [int(s) for s in FLAGS.seeds],
+        settings,
+        FLAGS.out,
+        command=" ".join(["python", *sys.argv]),
+        notes=f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}. {notes}",
+        export_dir=FLAGS.export_dir,
+    )
+    print(f"wrote {readme}")
