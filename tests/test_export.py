@@ -109,6 +109,10 @@ def test_per_tensor_filters_are_the_rounded_kernel(tmp_path, beats):
         assert len(layer["filter_scales"]) == 1
         assert layer["exact_fraction"] == 1.0
         assert layer["kernel_error_lsb"] <= 0.5 + 1e-3  # as good as rounding the float kernel
+    # The cost of per-channel generated filters: the arena is measured, not assumed.
+    per_channel = export_tflite(model, beats[0][:200], tmp_path / "boot_pc.tflite", per_channel=True)
+    assert all(len(layer["filter_scales"]) == layer["filters"] for layer in per_channel.generated_layers)
+    assert per_channel.arena_bytes <= report.arena_bytes
 
 
 def test_float_io_and_keras_round_trip(tmp_path, beats):
