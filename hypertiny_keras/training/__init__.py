@@ -1,4 +1,34 @@
-"""Training of HyperTinyPW models: the Eq. 5 objective inside `model.fit`."""
+"""Training of HyperTinyPW models: the Eq. 5 objective inside `model.fit`, AdamW with
+gradient clipping and a weight EMA, validation macro-F1 early stopping, NaN-safe
+checkpoint/resume (`train`), and post-training packing of the generated path
+(`pack_model`)."""
+from hypertiny_keras.training.callbacks import (
+    EpochSnapshot,
+    NonFiniteLossGuard,
+    ValidationMacroF1,
+    WeightEMA,
+    validation_macro_f1,
+)
+from hypertiny_keras.training.checkpoint import copy_model, read_checkpoint, write_checkpoint
 from hypertiny_keras.training.distiller import Distiller
+from hypertiny_keras.training.packing import PackedModel, pack_model, packed_variables, quantize_symmetric
+from hypertiny_keras.training.trainer import TrainConfig, TrainResult, train
 
-__all__ = ["Distiller"]
+__all__ = [
+    "Distiller",
+    "EpochSnapshot",
+    "NonFiniteLossGuard",
+    "PackedModel",
+    "TrainConfig",
+    "TrainResult",
+    "ValidationMacroF1",
+    "WeightEMA",
+    "copy_model",
+    "pack_model",
+    "packed_variables",
+    "quantize_symmetric",
+    "read_checkpoint",
+    "train",
+    "validation_macro_f1",
+    "write_checkpoint",
+]

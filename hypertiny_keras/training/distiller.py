@@ -48,8 +48,9 @@ class Distiller(keras.Model):
     Args:
         student: Functional/Sequential model returning logits `(N, K)`.
         loss: the `HyperTinyLoss`.
-        teacher: frozen model returning logits `(N, K)`; needed when
-            `loss.kd` or `loss.feature` is non-zero, ignored otherwise.
+        teacher: model returning logits `(N, K)`; needed when `loss.kd` or
+            `loss.feature` is non-zero (it is then frozen:
+            `teacher.trainable = False`), ignored otherwise.
         student_features, teacher_features: names of the layers whose
             outputs are the features; `None` is the penultimate output (the
             input of the output layer, e.g. the teacher's `features` layer).
