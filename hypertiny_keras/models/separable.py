@@ -7,7 +7,7 @@ import keras
 
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 
-NORMALIZATIONS = ("batch", "none")
+NORMALIZATIONS = ("batch", "group", "none")
 
 
 def _separable_cnn(
@@ -31,6 +31,8 @@ def _separable_cnn(
     def normalize_relu(x, label):
         if norm == "batch":
             x = layers.BatchNormalization(momentum=0.9, name=f"{label}_bn")(x)
+        elif norm == "group":
+            x = layers.GroupNormalization(groups=1, name=f"{label}_gn")(x)
         return layers.ReLU(name=f"{label}_relu")(x)
 
     inputs = keras.Input(tuple(input_shape), name="window")
@@ -70,6 +72,13 @@ def hypertiny_pw(
     `HyperPointwise` layers sharing one `PointwiseGenerator(code_dim,
     hidden_dim, rank=rank)`. `norm="batch"` puts BatchNormalization (folded
     into the convolutions at export) before each ReLU; `"none"` uses biases.
+    `norm="group"` puts GroupNormalization(groups=1) there, as the paper
+    trains (statistics over steps and channels of each sample). It has no
+    fused int8 kernel: the converter lowers each one to about 15 operators
+    (RESHAPE, MEAN, SQUARED_DIFFERENCE, MEAN, ADD, RSQRT, MUL x 3, SHAPE,
+    ADD, RESHAPE, and a float island DEQUANTIZE -> NEG -> QUANTIZE), which
+    TFLM runs, at the cost of per-sample statistics on the device, a float
+    NEG kernel in the op resolver and int8 error from quantizing the variance.
     """
     generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank, name="generator")
     use_bias = norm == "none"
