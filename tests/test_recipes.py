@@ -28,3 +28,23 @@ def test_quick_recipe(recipe, data_root, tmp_path):
     assert set(twin["exports"]) == {"frozen"}
     readme = (tmp_path / "README.md").read_text()
     assert "hypertiny_pw" in readme and (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_quick_full_suite_with_teacher(data_root, tmp_path):
+    """Every model of the suite, the teacher trained first for KD, on the MIT-BIH quick slice."""
+    env = {**os.environ, "HYPERTINY_DATA": str(data_root)}
+    models = "hypertiny_pw,hypertiny_pw_kd,stored_pw_twin,resnet1d_small,tiny_vae_head,ternary_separable_cnn"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "mitbih.py"), "--quick", f"--out={tmp_path}", f"--models={models}"],
+        capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {p.stem for p in tmp_path.glob("*.json")}
+    assert names == set(models.split(",")) | {"regular_cnn"}
+    kd = json.loads((tmp_path / "hypertiny_pw_kd.json").read_text())["runs"][0]
+    assert kd["train_config"]["loss"]["kd"] == 0.7
+    assert set(kd["packed"]) == {"8", "6", "4"}
+    ternary = json.loads((tmp_path / "ternary_separable_cnn.json").read_text())["runs"][0]
+    assert ternary["flash_bytes"] < ternary["packed_bytes"]["total"]["8"]  # 2-bit kernels
+    readme = (tmp_path / "README.md").read_text()
+    assert "Compression vs RegularCNN" in readme and "KD on (vs off)" in readme

@@ -29,11 +29,21 @@ BITS = (8, 6, 4)
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A model of the suite: `build(input_shape, num_classes) -> keras.Model` (logits)."""
+    """A model of the suite: `build(input_shape, num_classes) -> keras.Model` (logits).
+
+    `loss` holds `HyperTinyLoss` term weights for this model (cross-entropy
+    only when empty); a model whose loss uses `kd` or `feature` is trained
+    against the recipe's teacher.
+    """
 
     name: str
     build: Callable[[tuple, int], keras.Model]
     description: str = ""
+    loss: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return bool(self.loss.get("kd") or self.loss.get("feature"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +53,7 @@ class RunSettings:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 3e-3
+    patience: int | None = 5  # early stopping on validation macro-F1
     kernel: int = 5  # median-smoothing length in windows (binary tasks)
     bootstrap: int = 1000
     export: bool = True
@@ -91,49 +102,94 @@ def evaluate_logits(val: Windows, test: Windows, val_logits, test_logits, settin
     )
 
 
+def flash_bytes(model: keras.Model) -> int:
+    """Eq. 6 packed flash bytes of the deployed model: 8-bit weights, or 2-bit kernels for ternary models."""
+    from hypertiny_keras.models.ternary import TERNARY_LAYERS, ternary_bytes
+
+    if any(isinstance(layer, TERNARY_LAYERS) for layer in model.layers):
+        return int(ternary_bytes(model)["total"])
+    return int(byte_table(model, bits=(8,)).total[8])
+
+
+def _evaluate_model(model, val: Windows, test: Windows, settings: RunSettings, seed: int) -> dict:
+    return evaluate_logits(
+        val,
+        test,
+        model.predict(val.x, verbose=0, batch_size=256),
+        model.predict(test.x, verbose=0, batch_size=256),
+        settings,
+        seed,
+    )
+
+
 def run_model(
     spec: ModelSpec,
     windows: Windows,
     seed: int,
     settings: RunSettings,
     export_dir: str | pathlib.Path | None = None,
-) -> dict:
-    """Train `spec` on the `train` split, evaluate on `val`/`test`, export int8 and evaluate in TFLM.
+    teacher: keras.Model | None = None,
+) -> tuple[dict, keras.Model]:
+    """Train `spec` on `train` (early stopping on `val`), evaluate on `val`/`test`, export and run in TFLM.
 
-    Returns a JSON-ready dict: config, seed, epochs, wall time (s), float
-    metrics, int8 metrics from TFLM (same protocol, their own t*), packed
-    bytes by role at 8/6/4 bits, and per exported file its bytes, bytes by
-    role, arena bytes and generated-weight RAM bytes.
+    Training is `hypertiny_keras.training.train` (AdamW, clipping, EMA,
+    NaN-safe). The RAW weights and the EMA weights are each evaluated with
+    their own validation-tuned t*; models with generated layers are also
+    evaluated with generator, heads and codes packed to 8, 6 and 4 bits.
+
+    Returns the JSON-ready result (config, seed, epochs, wall time, float
+    RAW/EMA metrics, packed-width metrics, int8 metrics from TFLM, packed
+    bytes at 8/6/4 bits, per exported file its bytes by role, arena bytes and
+    generated-weight RAM bytes) and the trained RAW model.
     """
+    from hypertiny_keras.training import TrainConfig, pack_model, train as train_model
+
     start = time.perf_counter()
     train, val, test = (_split_arrays(windows, s) for s in ("train", "val", "test"))
+    if spec.needs_teacher and teacher is None:
+        raise ValueError(f"{spec.name} is trained with KD / feature matching and needs a teacher")
     keras.utils.set_random_seed(seed)
     model = spec.build(tuple(windows.x.shape[1:]), len(windows.class_names))
-    model.compile(
-        optimizer=keras.optimizers.AdamW(settings.learning_rate, clipnorm=1.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit(
-        train.as_tf_dataset(batch_size=settings.batch_size, seed=seed),
+    config = TrainConfig(
         epochs=settings.epochs,
-        verbose=0,
+        batch_size=settings.batch_size,
+        lr=settings.learning_rate,
+        patience=settings.patience,
+        seed=seed,
+        loss=dict(spec.loss),
     )
-    train_seconds = time.perf_counter() - start
-    val_logits = model.predict(val.x, verbose=0, batch_size=256)
-    test_logits = model.predict(test.x, verbose=0, batch_size=256)
+    trained = train_model(model, (train.x, train.y), (val.x, val.y), config,
+                          teacher=teacher if spec.needs_teacher else None)
+    model = trained.model
+    generated = any(isinstance(layer, HyperPointwise) for layer in model.layers)
     result = {
         "model": spec.name,
         "description": spec.description,
         "seed": seed,
         "settings": dataclasses.asdict(settings),
+        "train_config": config.to_json(),
         "params": int(model.count_params()),
-        "train_seconds": train_seconds,
-        "float": evaluate_logits(val, test, val_logits, test_logits, settings, seed),
+        "train_seconds": trained.wall_time,
+        "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "stop_reason": trained.stop_reason,
+        "float": _evaluate_model(model, val, test, settings, seed),
+        "float_ema": (
+            _evaluate_model(trained.ema_model, val, test, settings, seed) if trained.ema_model is not None else None
+        ),
+        "packed": {},
         "packed_bytes": byte_table(model, bits=BITS).to_dict(),
+        "flash_bytes": flash_bytes(model),
         "exports": {},
     }
+    if generated:
+        for bits in BITS:
+            packed = pack_model(model, bits)
+            result["packed"][str(bits)] = {
+                "bytes": packed.table.total[bits],
+                "evaluation": _evaluate_model(packed.model, val, test, settings, seed),
+            }
     if settings.export:
-        generated = any(isinstance(layer, HyperPointwise) for layer in model.layers)
         with tempfile.TemporaryDirectory() as tmp:
             directory = pathlib.Path(export_dir or tmp)
             directory.mkdir(parents=True, exist_ok=True)
@@ -150,7 +206,7 @@ def run_model(
                     )
                 result["exports"][mode] = entry
     result["wall_seconds"] = time.perf_counter() - start
-    return result
+    return result, model
 
 
 def _summary(runs: list[dict], path: tuple[str, ...]) -> dict[str, float]:
@@ -172,10 +228,15 @@ def save_model_results(path: str | pathlib.Path, dataset: str, command: str, run
     metric_names = runs[0]["float"]["metrics"].keys()
     summary = {
         "float": {m: _summary(runs, ("float", "metrics", m, "value")) for m in metric_names},
+        "float_ema": {m: _summary(runs, ("float_ema", "metrics", m, "value")) for m in metric_names},
+        "packed_macro_f1": {
+            bits: _summary(runs, ("packed", bits, "evaluation", "metrics", "macro_f1", "value"))
+            for bits in ("8", "6", "4")
+        },
         "int8_tflm": {
             m: _summary(runs, ("exports", deployed, "int8_tflm", "metrics", m, "value")) for m in metric_names
         },
-        "packed_bytes_8bit": _summary(runs, ("packed_bytes", "total", "8")),
+        "flash_bytes": _summary(runs, ("flash_bytes",)),
         "tflite_bytes": _summary(runs, ("exports", deployed, "file_bytes")),
         "arena_bytes": _summary(runs, ("exports", deployed, "arena_bytes")),
         "wall_seconds": _summary(runs, ("wall_seconds",)),

@@ -6,9 +6,17 @@ import pathlib
 import numpy as np
 
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.experiments.report import write_report
+from hypertiny_keras.experiments.report import TEACHER, write_report
 from hypertiny_keras.experiments.runner import ModelSpec, RunSettings, run_model, save_model_results
-from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
+from hypertiny_keras.models import (
+    hypertiny_pw,
+    regular_cnn,
+    resnet1d_small,
+    stored_pw_twin,
+    ternary_separable_cnn,
+    tiny_separable_cnn,
+    tiny_vae_head,
+)
 
 #: Widths of the separable backbone shared by HyperTinyPW and its stored twin in the recipes.
 WIDTHS = (32, 64, 64, 96)
@@ -33,6 +41,19 @@ def model_specs() -> dict[str, ModelSpec]:
             "hypertiny_pw_small_code",
             lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=4, hidden_dim=12),
             "ablation: d_z 4, d_h 12",
+        ),
+        "hypertiny_pw_kd": ModelSpec(
+            "hypertiny_pw_kd",
+            lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=6, hidden_dim=16),
+            "HyperTinyPW distilled from RegularCNN (CE 0.3 + KD 0.7 at T = 2, as in the paper)",
+            loss={"ce": 0.3, "kd": 0.7, "temperature": 2.0},
+        ),
+        TEACHER: ModelSpec(TEACHER, regular_cnn, "RegularCNN teacher: Conv1D 64/128/256/512/512, Dense 256"),
+        "resnet1d_small": ModelSpec("resnet1d_small", resnet1d_small, "ResNet1DSmall (about 62 kB)"),
+        "tiny_separable_cnn": ModelSpec("tiny_separable_cnn", tiny_separable_cnn, "TinySeparableCNN (about 14 kB)"),
+        "tiny_vae_head": ModelSpec("tiny_vae_head", tiny_vae_head, "TinyVAEHead, latent mean at inference"),
+        "ternary_separable_cnn": ModelSpec(
+            "ternary_separable_cnn", ternary_separable_cnn, "TWN ternary separable CNN, 2-bit kernels"
         ),
         "stored_pw_twin": ModelSpec(
             "stored_pw_twin",
@@ -74,7 +95,16 @@ def run_suite(
     if unknown:
         raise ValueError(f"unknown models {unknown}; known: {sorted(specs)}")
     out_dir = pathlib.Path(out_dir)
-    for name in models:
-        runs = [run_model(specs[name], windows, seed, settings, export_dir) for seed in seeds]
-        save_model_results(out_dir / f"{name}.json", dataset, command, runs)
+    chosen = [specs[name] for name in models]
+    teachers = {}
+    if any(spec.needs_teacher for spec in chosen):  # the teacher is trained first, once per seed
+        chosen = [specs[TEACHER]] + [spec for spec in chosen if spec.name != TEACHER]
+    for spec in chosen:
+        runs = []
+        for seed in seeds:
+            result, trained = run_model(spec, windows, seed, settings, export_dir, teachers.get(seed))
+            runs.append(result)
+            if spec.name == TEACHER:
+                teachers[seed] = trained
+        save_model_results(out_dir / f"{spec.name}.json", dataset, command, runs)
     return write_report(out_dir, dataset, notes)
