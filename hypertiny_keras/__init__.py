@@ -4,7 +4,7 @@ Pointwise (1x1) kernels are generated from tiny per-layer codes by one shared
 micro-MLP; the generator runs once on the device and every inference after
 that is a plain int8 CNN.
 """
-from hypertiny_keras import data, evaluation
+from hypertiny_keras import data, evaluation, losses, training
 from hypertiny_keras.accounting import ROLES, ByteTable, byte_table, packed_bytes
 from hypertiny_keras.export import (
     ExportReport,
@@ -29,6 +29,8 @@ __all__ = [
     "byte_table",
     "data",
     "evaluation",
+    "losses",
+    "training",
     "export_tflite",
     "format_inspection",
     "freeze",
