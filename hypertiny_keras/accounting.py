@@ -125,9 +125,9 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
     twin_delta = dict.fromkeys(bits, 0)  # stored kernels minus code + head, per width
     generators = {}
 
-    def add(role, values, is_bias, into=by_role):
+    def add(role, values, is_bias):
         for b in bits:
-            into[role][b] += packed_bytes(values, bias_bits if is_bias else b)
+            by_role[role][b] += packed_bytes(values, bias_bits if is_bias else b)
 
     for layer in model.layers:
         for role, values, is_bias in _layer_tensors(layer):

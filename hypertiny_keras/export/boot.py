@@ -39,6 +39,11 @@ _FUSED = {
     "relu6": schema.ActivationFunctionType.RELU6,
     "linear": schema.ActivationFunctionType.NONE,
 }
+_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "linear": lambda x: x,
+}
 _HEAD_HEADROOM = 100  # largest |head| before compensation, in int8 steps (room to adjust)
 
 
@@ -283,9 +288,8 @@ def add_init_subgraph(
         cout, cin = kernels[name].shape
         # Layer 1 of g, in the device's integer arithmetic.
         z = np.clip(np.round(codes[name] / code_scale), -127, 127).astype(np.int8)
-        h_float = (z * code_scale) @ (g_kernel.T * g_kernel_scale) + g_bias * bias_scale
-        h_scale, h_zero = _activation_quantization(np.clip(h_float, 0, 6 if generator.activation == "relu6" else None)
-                                                   if generator.activation != "linear" else h_float)
+        h_float = _ACTIVATIONS[generator.activation]((z * code_scale) @ (g_kernel.T * g_kernel_scale) + g_bias * bias_scale)
+        h_scale, h_zero = _activation_quantization(h_float)
         h = fixed_point.fully_connected(
             z, 0, g_kernel, g_bias, fixed_point.tflm_multiplier(code_scale, g_kernel_scale, h_scale), h_zero,
             fixed_point.activation_range(generator.activation, h_scale, h_zero),
