@@ -45,6 +45,9 @@ def _markdown(report: dict) -> str:
         f"| TFLM first invoke, us | {frozen['timing_us']['tflm_first']:.0f} | {boot['timing_us']['tflm_first']:.0f} |",
         f"| TFLM median invoke, us | {frozen['timing_us']['tflm_median']:.0f} | {boot['timing_us']['tflm_median']:.0f} |",
         "",
+        f"Quickstart wall time (training, two exports with verification, TFLM/LiteRT test runs): "
+        f"{report['wall_time_s']:.0f} s, after TensorFlow's import.",
+        "",
         "| accuracy (test) | value |",
         "|---|---:|",
     ]
