@@ -21,6 +21,12 @@ flags.DEFINE_float("fs", 360.0, "sampling rate of the windows, Hz (resampled whe
 
 QUICK_RECORDS = ["106", "119", "208", "200", "214", "233"]  # DS1: 106 119 208, DS2: 200 214 233 (many V beats)
 
+PAPER = (
+    "Paper (Shaalan 2026; a reference, not an output): HyperTinyPW macro-F1 .567, AUC .962, accuracy .902 at "
+    "225.3 kB on AAMI V-vs-rest with a patient-wise split. Here: the split named above (de Chazal DS1/DS2 is "
+    "inter-patient and harder than a random patient split), windows centred on each beat."
+)
+
 
 def main(argv):
     del argv
@@ -32,7 +38,7 @@ def main(argv):
         fs=FLAGS.fs,
         records=QUICK_RECORDS if FLAGS.quick else None,
     )
-    run_from_flags(f"MIT-BIH ({FLAGS.split}, {FLAGS.task})", windows)
+    run_from_flags(f"MIT-BIH ({FLAGS.split}, {FLAGS.task})", windows, notes=PAPER)
 
 
 if __name__ == "__main__":
