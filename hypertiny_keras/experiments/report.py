@@ -108,7 +108,7 @@ def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
         ax.errorbar(_flash_kb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
         ax.annotate(r["model"], (_flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("flash, kB (packed 8-bit, Eq. 6)")
+    ax.set_xlabel("flash, kB (packed, Eq. 6; ternary at 2 bits)")
     ax.set_ylabel("macro-F1 (float, mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
