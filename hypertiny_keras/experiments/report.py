@@ -110,7 +110,7 @@ def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("flash, kB (packed, Eq. 6; ternary at 2 bits)")
     ax.set_ylabel("macro-F1 (float, mean ± std over seeds)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -131,7 +131,7 @@ def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[st
         ax.annotate(winner["model"] if winner else "none fits", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("best macro-F1 (float)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
