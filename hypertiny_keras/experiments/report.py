@@ -42,15 +42,17 @@ def load_results(folder: str | pathlib.Path) -> list[dict]:
 
 def _main_table(results: list[dict]) -> list[str]:
     lines = [
-        "| model | flash kB (packed) | .tflite bytes | TFLM arena (host) | macro-F1 float | macro-F1 int8 TFLM | AUC float | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | flash kB (packed) | .tflite bytes | TFLM arena (host) | macro-F1 float | macro-F1 int8 TFLM "
+        "| AUC float | accuracy float | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r["summary"]
         lines.append(
             f"| {r['model']} | {_flash_kb(r):.1f} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
             f"{s['arena_bytes'].get('mean', 0):,.0f} | {_mean_std(_primary(r))} | "
-            f"{_mean_std(_primary(r, 'int8_tflm'))} | {_mean_std(s['float'].get('roc_auc', {}))} | {len(r['seeds'])} |"
+            f"{_mean_std(_primary(r, 'int8_tflm'))} | {_mean_std(s['float'].get('roc_auc', {}))} | "
+            f"{_mean_std(s['float'].get('accuracy', {}))} | {len(r['seeds'])} |"
         )
     return lines
 
