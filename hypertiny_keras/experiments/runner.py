@@ -18,7 +18,7 @@ import numpy as np
 from hypertiny_keras.accounting import byte_table
 from hypertiny_keras.data.windows import Windows
 from hypertiny_keras.evaluation import evaluate_binary, evaluate_multiclass
-from hypertiny_keras.export import export_tflite
+from hypertiny_keras.export import ExportVerificationError, export_tflite
 from hypertiny_keras.fileio import atomic_write
 from hypertiny_keras.layers import HyperPointwise
 from hypertiny_keras.runtime import predict
@@ -196,7 +196,11 @@ def run_model(
             calibration = train.x[np.random.default_rng(seed).permutation(len(train))[: settings.calibration]]
             for mode in ("frozen", "boot") if generated else ("frozen",):
                 path = directory / f"{spec.name}_seed{seed}_{mode}.tflite"
-                report = export_tflite(model, calibration, path, synthesis=mode)
+                try:
+                    report = export_tflite(model, calibration, path, synthesis=mode)
+                except ExportVerificationError as error:  # recorded; the other runs go on
+                    result["exports"][mode] = {"error": str(error)}
+                    continue
                 entry = {k: getattr(report, k) for k in ("file_bytes", "bytes_by_role", "arena_bytes",
                                                          "generated_weight_ram_bytes", "verification")}
                 if mode == ("boot" if generated else "frozen"):
