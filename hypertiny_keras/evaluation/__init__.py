@@ -11,6 +11,7 @@ from hypertiny_keras.evaluation.metrics import (
     multiclass_metrics,
     per_class_scores,
     roc_auc,
+    softmax,
 )
 from hypertiny_keras.evaluation.protocol import evaluate_binary, evaluate_multiclass, format_table
 from hypertiny_keras.evaluation.smoothing import median_smooth
@@ -31,5 +32,6 @@ __all__ = [
     "per_class_scores",
     "percentile_interval",
     "roc_auc",
+    "softmax",
     "tune_threshold",
 ]

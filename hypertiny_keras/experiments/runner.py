@@ -17,7 +17,7 @@ import numpy as np
 
 from hypertiny_keras.accounting import byte_table
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.evaluation import evaluate_binary, evaluate_multiclass
+from hypertiny_keras.evaluation import evaluate_binary, evaluate_multiclass, softmax
 from hypertiny_keras.export import ExportVerificationError, export_tflite
 from hypertiny_keras.fileio import atomic_write
 from hypertiny_keras.layers import HyperPointwise
@@ -77,19 +77,13 @@ def _eval_inputs(part: Windows, scores: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 def evaluate_logits(val: Windows, test: Windows, val_logits, test_logits, settings: RunSettings, seed: int) -> dict:
     """The evaluation protocol for logits `(N, C)`: binary (smoothing, t*, CIs) or multi-class (CIs)."""
     classes = val_logits.shape[-1]
     if classes == 2:
         return evaluate_binary(
-            _eval_inputs(val, _softmax(val_logits)[:, 1]),
-            _eval_inputs(test, _softmax(test_logits)[:, 1]),
+            _eval_inputs(val, softmax(val_logits)[:, 1]),
+            _eval_inputs(test, softmax(test_logits)[:, 1]),
             kernel=settings.kernel,
             n_resamples=settings.bootstrap,
             seed=seed,

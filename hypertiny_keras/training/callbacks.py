@@ -8,15 +8,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from hypertiny_keras.evaluation import macro_f1, tune_threshold
+from hypertiny_keras.evaluation import macro_f1, softmax, tune_threshold
 
 BINARY_F1 = ("tuned", "argmax")
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 def validation_macro_f1(
@@ -34,7 +28,7 @@ def validation_macro_f1(
         raise ValueError(f"binary must be one of {BINARY_F1}, got {binary!r}")
     logits = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
               for i in range(0, len(x), batch_size)]
-    probs = _softmax(np.concatenate(logits))
+    probs = softmax(np.concatenate(logits))
     y = np.asarray(y).reshape(-1)
     if probs.shape[-1] == 2 and binary == "tuned":
         return tune_threshold(y, probs[:, 1])[::-1]
