@@ -7,10 +7,19 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from hypertiny_keras.data import load_apnea_ecg  # noqa: E402
-from hypertiny_keras.experiments.recipe import FLAGS, data_root, define_flags, run_from_flags  # noqa: E402
+from hypertiny_keras.data import Windows, load_apnea_ecg  # noqa: E402
+from hypertiny_keras.experiments.paper import note  # noqa: E402
+from hypertiny_keras.experiments.recipe import (  # noqa: E402
+    FLAGS,
+    data_root,
+    define_flags,
+    ecg_hrv_inputs,
+    run_from_flags,
+)
+from hypertiny_keras.features import hrv_features_from_rr  # noqa: E402
 
 define_flags("benchmarks/results/apnea_ecg")
 flags.DEFINE_string("data_dir", None, "apnea-ecg directory (default $HYPERTINY_DATA/apnea-ecg)")
@@ -20,24 +29,40 @@ flags.DEFINE_integer("context_minutes", 2, "minutes of RR context on each side o
 
 QUICK_RECORDS = ["a01", "a02", "b01", "c01", "x01", "x02"]
 
-PAPER = (
-    "Paper (Shaalan 2026; references, not outputs): HyperTinyPW macro-F1 .717, AUC .832 (acc .739) at 225.5 kB "
-    "on 18 s raw-ECG windows, 80/10/10 by record; RegularCNN .752/.842; TinySepCNN .666/.650; ResNet1D "
-    ".658/.666; TinyVAE .644/.736; HRVFeat .500/.490. Here: RR-interval input (the .dat ECG files are not in "
-    "../shared/data) and the official split (x01..x35 answers as test), so the input differs from the paper."
-)
+
+
+def rr_hrv_inputs(raw: Windows):
+    """HRVFeatNet inputs of (z-scored) RR windows, computed from the same windows in seconds.
+
+    `raw` is the load with `zscore=False`; each window is found in it by (record, order).
+    """
+    row = {key: i for i, key in enumerate(zip(raw.record, raw.order))}
+
+    def inputs(windows: Windows) -> np.ndarray:
+        idx = [row[key] for key in zip(windows.record, windows.order)]
+        return hrv_features_from_rr(raw.x[idx], raw.fs)
+
+    return inputs
 
 
 def main(argv):
     del argv
-    windows = load_apnea_ecg(
-        FLAGS.data_dir or os.path.join(data_root(), "apnea-ecg"),
-        signal=FLAGS.signal,
-        split=FLAGS.split,
-        context_minutes=FLAGS.context_minutes,
-        records=QUICK_RECORDS if FLAGS.quick else None,
-    )
-    run_from_flags(f"Apnea-ECG ({FLAGS.signal}, {FLAGS.split} split)", windows, notes=PAPER)
+
+    def load(zscore: bool) -> Windows:
+        return load_apnea_ecg(
+            FLAGS.data_dir or os.path.join(data_root(), "apnea-ecg"),
+            signal=FLAGS.signal,
+            split=FLAGS.split,
+            context_minutes=FLAGS.context_minutes,
+            records=QUICK_RECORDS if FLAGS.quick else None,
+            zscore=zscore,
+        )
+
+    hrv_inputs = ecg_hrv_inputs
+    if FLAGS.signal == "rr" and "hrv_featnet" in FLAGS.models:  # HRV needs the RR values in seconds
+        hrv_inputs = rr_hrv_inputs(load(zscore=False))
+    run_from_flags(f"Apnea-ECG ({FLAGS.signal}, {FLAGS.split} split)", load(zscore=True), notes=note("apnea_ecg"),
+                   hrv_inputs=hrv_inputs)
 
 
 if __name__ == "__main__":

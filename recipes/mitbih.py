@@ -10,7 +10,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from hypertiny_keras.data import load_mitbih  # noqa: E402
-from hypertiny_keras.experiments.recipe import FLAGS, data_root, define_flags, run_from_flags  # noqa: E402
+from hypertiny_keras.experiments.paper import note  # noqa: E402
+from hypertiny_keras.experiments.recipe import (  # noqa: E402
+    FLAGS,
+    data_root,
+    define_flags,
+    ecg_hrv_inputs,
+    run_from_flags,
+)
 
 define_flags("benchmarks/results/mitbih")
 flags.DEFINE_string("data_dir", None, "mitdb directory (default $HYPERTINY_DATA/mitdb)")
@@ -20,12 +27,6 @@ flags.DEFINE_float("window_seconds", 5.0, "window centred on each beat, s (0.7 f
 flags.DEFINE_float("fs", 360.0, "sampling rate of the windows, Hz (resampled when not 360)")
 
 QUICK_RECORDS = ["106", "119", "208", "200", "214", "233"]  # DS1: 106 119 208, DS2: 200 214 233 (many V beats)
-
-PAPER = (
-    "Paper (Shaalan 2026; a reference, not an output): HyperTinyPW macro-F1 .567, AUC .962, accuracy .902 at "
-    "225.3 kB on AAMI V-vs-rest with a patient-wise split. Here: the split named above (de Chazal DS1/DS2 is "
-    "inter-patient and harder than a random patient split), windows centred on each beat."
-)
 
 
 def main(argv):
@@ -38,7 +39,7 @@ def main(argv):
         fs=FLAGS.fs,
         records=QUICK_RECORDS if FLAGS.quick else None,
     )
-    run_from_flags(f"MIT-BIH ({FLAGS.split}, {FLAGS.task})", windows, notes=PAPER)
+    run_from_flags(f"MIT-BIH ({FLAGS.split}, {FLAGS.task})", windows, notes=note("mitbih"), hrv_inputs=ecg_hrv_inputs)
 
 
 if __name__ == "__main__":

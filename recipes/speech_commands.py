@@ -13,17 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from hypertiny_keras.data import load_speech_commands  # noqa: E402
+from hypertiny_keras.experiments.paper import note  # noqa: E402
 from hypertiny_keras.experiments.recipe import FLAGS, data_root, define_flags, run_from_flags  # noqa: E402
 
 define_flags("benchmarks/results/speech_commands", default_epochs=30)
 flags.DEFINE_string("data_dir", None, "Speech Commands folder (default $HYPERTINY_DATA/speech_commands/test_v0.02)")
 flags.DEFINE_string("noise_dir", None, "_background_noise_ folder (silence clips)")
-
-PAPER = (
-    "Paper (Shaalan 2026; a reference, not an output): HyperTinyPW 96.2% accuracy (234,853 params, <= 235 kB) "
-    "on the official splits of the full dataset. Here: only the official test set (3,518 of its clips) is "
-    "available, split speaker-disjointly 80/10/10, so models train on about 2,800 clips: far less data."
-)
 
 
 def main(argv):
@@ -36,7 +31,7 @@ def main(argv):
         max_clips_per_class=60 if FLAGS.quick else None,
         zscore=True,
     )
-    run_from_flags("Speech Commands (12 classes, MFCC 101 x 40)", windows, notes=PAPER)
+    run_from_flags("Speech Commands (12 classes, MFCC 101 x 40)", windows, notes=note("speech_commands"))
 
 
 if __name__ == "__main__":

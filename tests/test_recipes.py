@@ -48,3 +48,20 @@ def test_quick_full_suite_with_teacher(data_root, tmp_path):
     assert ternary["flash_bytes"] < ternary["packed_bytes"]["total"]["8"]  # 2-bit kernels
     readme = (tmp_path / "README.md").read_text()
     assert "Compression vs RegularCNN" in readme and "KD on (vs off)" in readme
+
+
+def test_quick_apnea_hrv_featnet_from_rr_seconds_and_groupnorm(data_root, tmp_path):
+    """HRVFeatNet reads the RR windows in seconds (not z-scored); the GroupNorm ablation exports boot and frozen."""
+    env = {**os.environ, "HYPERTINY_DATA": str(data_root)}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "apnea_ecg.py"), "--quick", f"--out={tmp_path}",
+         "--models=hrv_featnet,hypertiny_pw_groupnorm"],
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    hrv = json.loads((tmp_path / "hrv_featnet.json").read_text())["runs"][0]
+    assert hrv["flash_bytes"] == 73 and "int8_tflm" in hrv["exports"]["frozen"]
+    assert hrv["float"]["metrics"]["roc_auc"]["value"] > 0.6  # z-scored RR would carry no mean RR or SDNN
+    group = json.loads((tmp_path / "hypertiny_pw_groupnorm.json").read_text())["runs"][0]
+    assert set(group["exports"]) == {"frozen", "boot"}
+    assert "GroupNorm(1) (vs BatchNorm)" not in (tmp_path / "README.md").read_text()  # no BatchNorm twin ran

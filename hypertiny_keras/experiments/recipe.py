@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
+import numpy as np
 from absl import flags
 
 from hypertiny_keras.data.windows import Windows
+from hypertiny_keras.features import hrv_features
 from hypertiny_keras.experiments.runner import RunSettings
 from hypertiny_keras.experiments.suite import run_suite, subsample
 
@@ -34,8 +37,21 @@ def define_flags(default_out: str, default_epochs: int = 10) -> None:
     flags.DEFINE_string("export_dir", None, "keep the exported .tflite files here")
 
 
-def run_from_flags(dataset: str, windows: Windows, notes: str = "") -> None:
-    """Cap the splits, run the suite over the seeds and print where the README went."""
+def ecg_hrv_inputs(windows: Windows) -> np.ndarray:
+    """HRVFeatNet inputs of ECG windows: `(N, 16)` features from the R peaks detected in each window."""
+    return hrv_features(windows.x, windows.fs)
+
+
+def run_from_flags(
+    dataset: str,
+    windows: Windows,
+    notes: str = "",
+    hrv_inputs: Callable[[Windows], np.ndarray] | None = None,
+) -> None:
+    """Cap the splits, run the suite over the seeds and print where the README went.
+
+    `hrv_inputs(windows) -> (N, 16)` lets the suite run HRVFeatNet (see `suite.model_specs`).
+    """
     quick = FLAGS.quick
     limits = QUICK_LIMITS if quick else {"train": FLAGS.max_train, "val": FLAGS.max_eval, "test": FLAGS.max_eval}
     windows = subsample(windows, limits, seed=0)
@@ -54,5 +70,6 @@ def run_from_flags(dataset: str, windows: Windows, notes: str = "") -> None:
         command=" ".join(["python", *sys.argv]),
         notes=f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}. {notes}",
         export_dir=FLAGS.export_dir,
+        hrv_inputs=hrv_inputs,
     )
     print(f"wrote {readme}")

@@ -28,6 +28,11 @@ def _flash_kb(result: dict) -> float:
     return result["summary"]["flash_bytes"]["mean"] / 1000
 
 
+def _kb(value: float) -> str:
+    """kB with one decimal, two below 1 kB (HRVFeatNet)."""
+    return f"{value:.2f}" if value < 1 else f"{value:.1f}"
+
+
 def _primary(result: dict, source: str = "float") -> dict:
     metrics = result["summary"][source]
     return metrics.get("macro_f1") or metrics.get("accuracy") or {}
@@ -49,7 +54,7 @@ def _main_table(results: list[dict]) -> list[str]:
     for r in results:
         s = r["summary"]
         lines.append(
-            f"| {r['model']} | {_flash_kb(r):.1f} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
+            f"| {r['model']} | {_kb(_flash_kb(r))} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
             f"{s['arena_bytes'].get('mean', 0):,.0f} | {_mean_std(_primary(r))} | "
             f"{_mean_std(_primary(r, 'int8_tflm'))} | {_mean_std(s['float'].get('roc_auc', {}))} | "
             f"{_mean_std(s['float'].get('accuracy', {}))} | {len(r['seeds'])} |"
@@ -80,6 +85,7 @@ ABLATIONS = (
     ("d_z/d_h 4/12 (vs 6/16)", "hypertiny_pw_small_code", "hypertiny_pw"),
     ("factorized heads (vs dense)", "hypertiny_pw_factorized", "hypertiny_pw"),
     ("stored PW twin (vs generated)", "stored_pw_twin", "hypertiny_pw"),
+    ("GroupNorm(1) (vs BatchNorm)", "hypertiny_pw_groupnorm", "hypertiny_pw"),
 )
 
 

@@ -34,12 +34,19 @@ class ModelSpec:
     `loss` holds `HyperTinyLoss` term weights for this model (cross-entropy
     only when empty); a model whose loss uses `kd` or `feature` is trained
     against the recipe's teacher.
+
+    `inputs` computes the model's inputs from the windows (e.g. `(N, 16)` HRV
+    features; default: the windows themselves). `deploy` splits a trained
+    model into the part exported to int8 and the float step the device runs
+    on its inputs before it (default: the whole model, no step).
     """
 
     name: str
     build: Callable[[tuple, int], keras.Model]
     description: str = ""
     loss: dict = dataclasses.field(default_factory=dict)
+    inputs: Callable[[Windows], np.ndarray] | None = None
+    deploy: Callable[[keras.Model], tuple[keras.Model, Callable[[np.ndarray], np.ndarray]]] | None = None
 
     @property
     def needs_teacher(self) -> bool:
@@ -105,6 +112,13 @@ def flash_bytes(model: keras.Model) -> int:
     return int(byte_table(model, bits=(8,)).total[8])
 
 
+def _adapt_input_normalization(model: keras.Model, x: np.ndarray) -> None:
+    """Adapt every `Normalization` layer that reads the model input to the training inputs `x`."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.input is model.input:
+            layer.adapt(x)
+
+
 def _evaluate_model(model, val: Windows, test: Windows, settings: RunSettings, seed: int) -> dict:
     return evaluate_logits(
         val,
@@ -139,11 +153,14 @@ def run_model(
     from hypertiny_keras.training import TrainConfig, pack_model, train as train_model
 
     start = time.perf_counter()
+    if spec.inputs is not None:
+        windows = dataclasses.replace(windows, x=np.asarray(spec.inputs(windows), np.float32))
     train, val, test = (_split_arrays(windows, s) for s in ("train", "val", "test"))
     if spec.needs_teacher and teacher is None:
         raise ValueError(f"{spec.name} is trained with KD / feature matching and needs a teacher")
     keras.utils.set_random_seed(seed)
     model = spec.build(tuple(windows.x.shape[1:]), len(windows.class_names))
+    _adapt_input_normalization(model, train.x)
     config = TrainConfig(
         epochs=settings.epochs,
         batch_size=settings.batch_size,
@@ -184,6 +201,7 @@ def run_model(
                 "evaluation": _evaluate_model(packed.model, val, test, settings, seed),
             }
     if settings.export:
+        deployed, device_step = spec.deploy(model) if spec.deploy else (model, lambda x: x)
         with tempfile.TemporaryDirectory() as tmp:
             directory = pathlib.Path(export_dir or tmp)
             directory.mkdir(parents=True, exist_ok=True)
@@ -191,7 +209,7 @@ def run_model(
             for mode in ("frozen", "boot") if generated else ("frozen",):
                 path = directory / f"{spec.name}_seed{seed}_{mode}.tflite"
                 try:
-                    report = export_tflite(model, calibration, path, synthesis=mode)
+                    report = export_tflite(deployed, device_step(calibration), path, synthesis=mode)
                 except ExportVerificationError as error:  # recorded; the other runs go on
                     result["exports"][mode] = {"error": str(error)}
                     continue
@@ -200,7 +218,7 @@ def run_model(
                 if mode == ("boot" if generated else "frozen"):
                     data = path.read_bytes()
                     entry["int8_tflm"] = evaluate_logits(
-                        val, test, predict(data, val.x), predict(data, test.x), settings, seed
+                        val, test, predict(data, device_step(val.x)), predict(data, device_step(test.x)), settings, seed
                     )
                 result["exports"][mode] = entry
     result["wall_seconds"] = time.perf_counter() - start

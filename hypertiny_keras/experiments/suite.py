@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 
+import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from hypertiny_keras.data.windows import Windows
 from hypertiny_keras.experiments.report import TEACHER, write_report
 from hypertiny_keras.experiments.runner import ModelSpec, RunSettings, run_model, save_model_results
 from hypertiny_keras.models import (
+    hrv_featnet,
     hypertiny_pw,
+    normalized_hrv_head,
     regular_cnn,
     resnet1d_small,
     stored_pw_twin,
@@ -22,8 +27,18 @@ from hypertiny_keras.models import (
 WIDTHS = (32, 64, 64, 96)
 
 
-def model_specs() -> dict[str, ModelSpec]:
-    """Every model a recipe can run, by name."""
+def _hrv_deploy(model: keras.Model):
+    """The int8 part of HRVFeatNet and the float normalization the device applies to the features first."""
+    normalize = model.get_layer("features")
+    return normalized_hrv_head(model), lambda x: keras.ops.convert_to_numpy(normalize(x))
+
+
+def model_specs(hrv_inputs: Callable[[Windows], np.ndarray] | None = None) -> dict[str, ModelSpec]:
+    """Every model a recipe can run, by name.
+
+    `hrv_inputs(windows) -> (N, 16)` gives HRVFeatNet its HRV features (`features.hrv_features`
+    of ECG windows, `hrv_features_from_rr` of RR series); a recipe without it cannot run HRVFeatNet.
+    """
     return {
         "hypertiny_pw": ModelSpec(
             "hypertiny_pw",
@@ -42,6 +57,13 @@ def model_specs() -> dict[str, ModelSpec]:
             lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=4, hidden_dim=12),
             "ablation: d_z 4, d_h 12",
         ),
+        "hypertiny_pw_groupnorm": ModelSpec(
+            "hypertiny_pw_groupnorm",
+            lambda shape, classes: hypertiny_pw(
+                shape, classes, widths=WIDTHS, code_dim=6, hidden_dim=16, norm="group", name="hypertiny_pw_groupnorm"
+            ),
+            "ablation: GroupNorm(1) as the paper trains, instead of BatchNorm folded at export",
+        ),
         "hypertiny_pw_kd": ModelSpec(
             "hypertiny_pw_kd",
             lambda shape, classes: hypertiny_pw(shape, classes, widths=WIDTHS, code_dim=6, hidden_dim=16),
@@ -54,6 +76,13 @@ def model_specs() -> dict[str, ModelSpec]:
         "tiny_vae_head": ModelSpec("tiny_vae_head", tiny_vae_head, "TinyVAEHead, latent mean at inference"),
         "ternary_separable_cnn": ModelSpec(
             "ternary_separable_cnn", ternary_separable_cnn, "TWN ternary separable CNN, 2-bit kernels"
+        ),
+        "hrv_featnet": ModelSpec(
+            "hrv_featnet",
+            lambda shape, classes: hrv_featnet(classes),
+            "HRVFeatNet: 16 HRV features from R peaks -> linear (normalization in float on the device)",
+            inputs=hrv_inputs,
+            deploy=_hrv_deploy,
         ),
         "stored_pw_twin": ModelSpec(
             "stored_pw_twin",
@@ -75,6 +104,13 @@ def subsample(windows: Windows, per_split: dict[str, int], seed: int) -> Windows
     return windows.take(np.concatenate(keep))
 
 
+def _run_line(result: dict) -> str:
+    metrics = result["float"]["metrics"]
+    name = "macro_f1" if "macro_f1" in metrics else "accuracy"
+    return (f"{result['model']} seed {result['seed']}: {name} {metrics[name]['value']:.3f} (float), "
+            f"{result['flash_bytes']:,} B packed, {result['wall_seconds']:.0f} s")
+
+
 def run_suite(
     dataset: str,
     windows: Windows,
@@ -85,26 +121,34 @@ def run_suite(
     command: str,
     notes: str = "",
     export_dir: str | pathlib.Path | None = None,
+    hrv_inputs: Callable[[Windows], np.ndarray] | None = None,
 ) -> pathlib.Path:
     """Run every model over every seed, write `<out_dir>/<model>.json` and the results README.
 
-    The exported `.tflite` files are kept in `export_dir` when it is given.
+    The exported `.tflite` files are kept in `export_dir` when it is given;
+    `hrv_inputs` as in `model_specs`.
     """
-    specs = model_specs()
+    specs = model_specs(hrv_inputs)
     unknown = sorted(set(models) - set(specs))
     if unknown:
         raise ValueError(f"unknown models {unknown}; known: {sorted(specs)}")
+    if "hrv_featnet" in models and hrv_inputs is None:
+        raise ValueError("hrv_featnet needs HRV features, and this recipe gives none (its input is not ECG or RR)")
     out_dir = pathlib.Path(out_dir)
     chosen = [specs[name] for name in models]
     teachers = {}
     if any(spec.needs_teacher for spec in chosen):  # the teacher is trained first, once per seed
         chosen = [specs[TEACHER]] + [spec for spec in chosen if spec.name != TEACHER]
-    for spec in chosen:
-        runs = []
-        for seed in seeds:
-            result, trained = run_model(spec, windows, seed, settings, export_dir, teachers.get(seed))
-            runs.append(result)
-            if spec.name == TEACHER:
-                teachers[seed] = trained
-        save_model_results(out_dir / f"{spec.name}.json", dataset, command, runs)
+    with tqdm(total=len(chosen) * len(seeds), desc=dataset, unit="run") as progress:
+        for spec in chosen:
+            runs = []
+            for seed in seeds:
+                progress.set_postfix_str(f"{spec.name} seed {seed}")
+                result, trained = run_model(spec, windows, seed, settings, export_dir, teachers.get(seed))
+                runs.append(result)
+                if spec.name == TEACHER:
+                    teachers[seed] = trained
+                progress.update()
+                progress.write(_run_line(result))
+            save_model_results(out_dir / f"{spec.name}.json", dataset, command, runs)
     return write_report(out_dir, dataset, notes)
