@@ -63,6 +63,7 @@ def test_groupnorm_ablation_is_the_hypertiny_backbone_with_group_norm():
 
 def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
     from hypertiny_keras.experiments.paper import REFERENCES, write_index
+    from hypertiny_keras.experiments.report import write_report
     from hypertiny_keras.experiments.runner import save_model_results
 
     windows = rr_windows()
@@ -76,3 +77,5 @@ def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
     assert "0.717 at 225.5 kB" in row and f"{f1:.3f} ± 0.000 (n=1) at " in row
     assert row.count("not run") == 3  # HyperTinyPW float and int8, RegularCNN
     assert REFERENCES["apnea_ecg"].ours in text and "unrelated" not in text
+    readme = write_report(tmp_path / "apnea_ecg_rr", "Apnea-ECG (rr)").read_text()
+    assert f"Wall time: {result['wall_seconds'] / 60:.1f} min over 1 run(s)" in readme

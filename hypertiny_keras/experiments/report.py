@@ -146,6 +146,13 @@ def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[st
     return [f"| {b} kB | {w['model'] if w else 'none fits'} | {_mean_std(_primary(w)) if w else ''} |" for b, w in best]
 
 
+def _wall_time(results: list[dict]) -> str:
+    runs = [run for r in results for run in r["runs"]]
+    total = sum(run["wall_seconds"] for run in runs)
+    return (f"Wall time: {total / 60:.1f} min over {len(runs)} run(s) (the sum of each run's training, "
+            "evaluation, export and TFLM time, on a 2-core machine).")
+
+
 def write_report(folder: str | pathlib.Path, dataset: str, notes: str = "") -> pathlib.Path:
     """Write `README.md`, `pareto.png` and `budget.png` for the results in `folder`."""
     folder = pathlib.Path(folder)
@@ -163,6 +170,8 @@ def write_report(folder: str | pathlib.Path, dataset: str, notes: str = "") -> p
         *[f"    {c}" for c in commands],
         "",
         notes,
+        "",
+        _wall_time(results),
         "",
         "## Models (Tables 1, 6-7 of the paper)",
         "",
