@@ -79,3 +79,28 @@ def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
     assert REFERENCES["apnea_ecg"].ours in text and "unrelated" not in text
     readme = write_report(tmp_path / "apnea_ecg_rr", "Apnea-ECG (rr)").read_text()
     assert f"Wall time: {result['wall_seconds'] / 60:.1f} min over 1 run(s)" in readme
+
+
+def test_report_only_rewrites_the_readme_from_the_json_and_trains_nothing(data_root, tmp_path):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from hypertiny_keras.experiments.runner import save_model_results
+
+    result, _ = run_model(model_specs()["stored_pw_twin"], rr_windows(), seed=0,
+                          settings=RunSettings(epochs=1, bootstrap=10, export=False))
+    json_path = tmp_path / "stored_pw_twin.json"
+    save_model_results(json_path, "PTB-XL", "an earlier command", [result])
+    before = json_path.read_bytes()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, str(root / "recipes" / "ptbxl.py"), "--report_only", f"--out={tmp_path}"],
+        capture_output=True, text=True, timeout=600, cwd=root, env={**os.environ, "HYPERTINY_DATA": str(data_root)},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    readme = (tmp_path / "README.md").read_text()
+    assert "an earlier command" in readme and "Wall time:" in readme and "stored_pw_twin" in readme
+    assert json_path.read_bytes() == before and sorted(p.suffix for p in tmp_path.iterdir()) == [
+        ".json", ".md", ".png", ".png"]

@@ -9,9 +9,10 @@ import numpy as np
 from absl import flags
 
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.features import hrv_features
+from hypertiny_keras.experiments.report import write_report
 from hypertiny_keras.experiments.runner import RunSettings
 from hypertiny_keras.experiments.suite import run_suite, subsample
+from hypertiny_keras.features import hrv_features
 
 FLAGS = flags.FLAGS
 #: Window caps of `--quick` runs (CI): train, val, test.
@@ -35,6 +36,7 @@ def define_flags(default_out: str, default_epochs: int = 10) -> None:
     flags.DEFINE_bool("quick", False, "a small end-to-end run for CI: few windows, 1 epoch, 1 seed")
     flags.DEFINE_string("out", default_out, "results folder")
     flags.DEFINE_string("export_dir", None, "keep the exported .tflite files here")
+    flags.DEFINE_bool("report_only", False, "train nothing: rewrite the README and plots from the JSON in --out")
 
 
 def ecg_hrv_inputs(windows: Windows) -> np.ndarray:
@@ -60,6 +62,10 @@ def run_from_flags(
         batch_size=FLAGS.batch_size,
         bootstrap=50 if quick else FLAGS.bootstrap,
     )
+    notes = f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}. {notes}"
+    if FLAGS.report_only:
+        print(f"wrote {write_report(FLAGS.out, dataset, notes)}")
+        return
     readme = run_suite(
         dataset,
         windows,
@@ -68,7 +74,7 @@ def run_from_flags(
         settings,
         FLAGS.out,
         command=" ".join(["python", *sys.argv]),
-        notes=f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}. {notes}",
+        notes=notes,
         export_dir=FLAGS.export_dir,
         hrv_inputs=hrv_inputs,
     )
