@@ -109,12 +109,16 @@ def _ablation_tables(results: list[dict]) -> list[str]:
 
 def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
+    same_size = {}  # models of equal flash (e.g. with and without KD) get their labels stacked
     for r in results:
         primary = _primary(r)
         if not primary:
             continue
         ax.errorbar(_flash_kb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
-        ax.annotate(r["model"], (_flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        size = round(_flash_kb(r), 1)
+        stacked = same_size[size] = same_size.get(size, -1) + 1
+        ax.annotate(r["model"], (_flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4 - 9 * stacked),
+                    textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("flash, kB (packed, Eq. 6; ternary at 2 bits)")
     ax.set_ylabel("macro-F1 (float, mean ± std over seeds)")
