@@ -125,7 +125,8 @@ def write_index(root: str | pathlib.Path) -> pathlib.Path:
         "- **bytes**: our HyperTinyPW (dense heads, d_h = 16) is the largest separable model in every table: "
         "each head stores d_h numbers per kernel value it generates, so it is larger than the stored-PW twin "
         "of the same backbone. The paper's headline compression compares HyperTinyPW with RegularCNN, "
-        "which our Table 15 rows reproduce; the twin column shows what generation itself costs.",
+        "which the Table 15 rows of each folder compute too; the twin column shows what generation "
+        "itself costs.",
         "",
     ]
     path = root / "README.md"
