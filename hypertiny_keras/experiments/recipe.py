@@ -33,6 +33,7 @@ def define_flags(default_out: str, default_epochs: int = 10) -> None:
     flags.DEFINE_integer("max_train", 20000, "at most this many training windows (random)")
     flags.DEFINE_integer("max_eval", 20000, "at most this many validation and test windows each")
     flags.DEFINE_integer("bootstrap", 1000, "cluster-bootstrap resamples")
+    flags.DEFINE_integer("smoothing", 5, "median-smoothing length (odd, in windows) along each record; 1 = none")
     flags.DEFINE_bool("quick", False, "a small end-to-end run for CI: few windows, 1 epoch, 1 seed")
     flags.DEFINE_string("out", default_out, "results folder")
     flags.DEFINE_string("export_dir", None, "keep the exported .tflite files here")
@@ -61,8 +62,10 @@ def run_from_flags(
         epochs=1 if quick else FLAGS.epochs,
         batch_size=FLAGS.batch_size,
         bootstrap=50 if quick else FLAGS.bootstrap,
+        kernel=FLAGS.smoothing,
     )
-    notes = f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}. {notes}"
+    notes = (f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}; scores "
+             f"median-smoothed over {FLAGS.smoothing} windows along each record. {notes}")
     if FLAGS.report_only:
         print(f"wrote {write_report(FLAGS.out, dataset, notes)}")
         return
