@@ -96,11 +96,12 @@ def test_report_only_rewrites_the_readme_from_the_json_and_trains_nothing(data_r
     before = json_path.read_bytes()
     root = pathlib.Path(__file__).resolve().parents[1]
     run = subprocess.run(
-        [sys.executable, str(root / "recipes" / "ptbxl.py"), "--report_only", f"--out={tmp_path}"],
+        [sys.executable, str(root / "recipes" / "ptbxl.py"), "--report_only", "--smoothing=3", f"--out={tmp_path}"],
         capture_output=True, text=True, timeout=600, cwd=root, env={**os.environ, "HYPERTINY_DATA": str(data_root)},
     )
     assert run.returncode == 0, run.stderr[-3000:]
     readme = (tmp_path / "README.md").read_text()
     assert "an earlier command" in readme and "Wall time:" in readme and "stored_pw_twin" in readme
+    assert "median-smoothed over 3 windows" in readme
     assert json_path.read_bytes() == before and sorted(p.suffix for p in tmp_path.iterdir()) == [
         ".json", ".md", ".png", ".png"]
