@@ -30,7 +30,6 @@ flags.DEFINE_integer("context_minutes", 2, "minutes of RR context on each side o
 QUICK_RECORDS = ["a01", "a02", "b01", "c01", "x01", "x02"]
 
 
-
 def rr_hrv_inputs(raw: Windows):
     """HRVFeatNet inputs of (z-scored) RR windows, computed from the same windows in seconds.
 
@@ -59,7 +58,7 @@ def main(argv):
         )
 
     hrv_inputs = ecg_hrv_inputs
-    if FLAGS.signal == "rr" and "hrv_featnet" in FLAGS.models:  # HRV needs the RR values in seconds
+    if FLAGS.signal == "rr" and "hrv_featnet" in FLAGS.models and not FLAGS.report_only:  # RR in seconds
         hrv_inputs = rr_hrv_inputs(load(zscore=False))
     run_from_flags(f"Apnea-ECG ({FLAGS.signal}, {FLAGS.split} split)", load(zscore=True), notes=note("apnea_ecg"),
                    hrv_inputs=hrv_inputs)

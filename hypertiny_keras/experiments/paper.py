@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from hypertiny_keras.experiments.report import load_results
+from hypertiny_keras.experiments.report import _flash_kb, _kb, _mean_std, load_results
 from hypertiny_keras.fileio import atomic_write
 
 
@@ -80,11 +80,11 @@ def _reference_key(folder_name: str) -> str | None:
 
 def _figure(result: dict | None, metric: str, source: str = "float") -> str:
     summary = result["summary"][source].get(metric) if result else None
-    return f"{summary['mean']:.3f} ± {summary['std']:.3f} (n={summary['n']})" if summary else "not run"
+    return f"{_mean_std(summary)} (n={summary['n']})" if summary else "not run"
 
 
-def _kb(result: dict | None) -> str:
-    return f"{result['summary']['flash_bytes']['mean'] / 1000:.1f}" if result else ""
+def _size(result: dict | None) -> str:
+    return _kb(_flash_kb(result)) if result else ""
 
 
 def write_index(root: str | pathlib.Path) -> pathlib.Path:
@@ -104,9 +104,9 @@ def write_index(root: str | pathlib.Path) -> pathlib.Path:
         dataset = next(iter(results.values()))["dataset"]
         rows.append(
             f"| [{folder.name}]({folder.name}/README.md) | {dataset} | {ref.metric} | "
-            f"{ref.value:.3f} at {ref.flash_kb:.1f} kB | {_figure(hyper, ref.metric)} at {_kb(hyper)} kB | "
-            f"{_figure(hyper, ref.metric, 'int8_tflm')} | {_figure(twin, ref.metric)} at {_kb(twin)} kB | "
-            f"{_figure(teacher, ref.metric)} at {_kb(teacher)} kB |"
+            f"{ref.value:.3f} at {ref.flash_kb:.1f} kB | {_figure(hyper, ref.metric)} at {_size(hyper)} kB | "
+            f"{_figure(hyper, ref.metric, 'int8_tflm')} | {_figure(twin, ref.metric)} at {_size(twin)} kB | "
+            f"{_figure(teacher, ref.metric)} at {_size(teacher)} kB |"
         )
         differences[key] = ref.ours
     lines = [
