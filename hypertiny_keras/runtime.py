@@ -5,19 +5,107 @@ TFLM here is the host build of the `tflite-micro` wheel (reference kernels,
 """
 from __future__ import annotations
 
-import contextlib
+import atexit
 import dataclasses
 import os
-import re
+import pathlib
+import pickle
+import select
+import signal
+import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 #: Largest arena the search tries, in bytes.
 MAX_ARENA_BYTES = 16 << 20
+#: Longest one TFLM request may take before the worker is killed, in seconds.
+TFLM_TIMEOUT_S = 600.0
+_WORKER_SCRIPT = pathlib.Path(__file__).with_name("_tflm_worker.py")
+
+
+class TFLMError(RuntimeError):
+    """TFLM could not run a file (it refused it, or its process died); the message names the file."""
+
+
+class TFLMCrash(TFLMError):
+    """The TFLM worker process died (e.g. a segfault) or hung while running a file."""
+
+
+class TFLMWorker:
+    """A child process that runs TFLM (see `_tflm_worker.py`), restarted after a crash.
+
+    The host TFLM can segfault on a malformed file or a too-small arena;
+    running it here keeps the caller alive and turns the crash into a
+    `TFLMCrash` naming the file.
+    """
+
+    def __init__(self, timeout_s: float = TFLM_TIMEOUT_S):
+        self.timeout_s = timeout_s
+        self.process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(_WORKER_SCRIPT)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+        return self.process
+
+    def _receive(self, process: subprocess.Popen, nbytes: int) -> bytes:
+        chunks, remaining, deadline = [], nbytes, time.monotonic() + self.timeout_s
+        fd = process.stdout.fileno()
+        while remaining:
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def request(self, kind: str, model: bytes, name: str, *args):
+        """Send one request; returns the worker's answer or raises `TFLMError` / `TFLMCrash`."""
+        process = self._start()
+        body = pickle.dumps((kind, model, *args), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            process.stdin.write(struct.pack("<Q", len(body)) + body)
+            process.stdin.flush()
+            (size,) = struct.unpack("<Q", self._receive(process, 8))
+            status, value = pickle.loads(self._receive(process, size))
+        except TimeoutError:
+            self.close()
+            raise TFLMCrash(f"TFLM did not finish running {name} within {self.timeout_s:.0f} s") from None
+        except (BrokenPipeError, EOFError):
+            code = process.wait()
+            self.process = None
+            cause = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            raise TFLMCrash(f"TFLM crashed ({cause}) running {name}") from None
+        if status != "ok":
+            raise TFLMError(f"TFLM could not run {name}: {value}")
+        return value
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+_WORKER: TFLMWorker | None = None
+
+
+def tflm_worker() -> TFLMWorker:
+    """The TFLM worker of this process (started on first use, closed at exit)."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = TFLMWorker()
+        atexit.register(_WORKER.close)
+    return _WORKER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +140,6 @@ class RunResult:
     median_invoke_s: float
 
 
-def _details_quantization(details: dict) -> Quantization:
-    params = details.get("quantization_parameters", {})
-    scales = params.get("scales", [])
-    zero_points = params.get("zero_points", [])
-    scale = float(scales[0]) if len(scales) else 0.0
-    zero_point = int(zero_points[0]) if len(zero_points) else 0
-    return Quantization(scale, zero_point, np.dtype(details["dtype"]).type)
-
-
 def _litert_interpreter(model: bytes, **kwargs):
     """A LiteRT interpreter running its reference kernels (`BUILTIN_REF`).
 
@@ -88,35 +167,36 @@ def _litert_interpreter(model: bytes, **kwargs):
     )
 
 
-def _tflm_interpreter(model: bytes, arena_size: int):
-    from tflite_micro.python.tflite_micro import runtime
-
-    return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-
-
-@contextlib.contextmanager
-def _captured_stderr():
-    """Capture what C++ code writes to file descriptor 2; yields a list that receives the text."""
-    captured: list[str] = []
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read().decode(errors="replace"))
-
-
 def io_quantization(model: bytes) -> tuple[Quantization, Quantization]:
-    """(input, output) quantization of the first input and output of `model`."""
-    interpreter = _litert_interpreter(model)
-    return (
-        _details_quantization(interpreter.get_input_details()[0]),
-        _details_quantization(interpreter.get_output_details()[0]),
-    )
+    """(input, output) quantization of the first input and output of `model`, read from the flatbuffer.
+
+    Raises:
+        ValueError: if `model` is not a readable `.tflite` file.
+    """
+    from hypertiny_keras.export.flatbuffer import read_model
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    flat = read_model(model)
+    main = flat.subgraphs[0] if flat.subgraphs else None
+    if main is None or main.inputs is None or not len(main.inputs) or main.outputs is None or not len(main.outputs):
+        raise ValueError("the model has no main subgraph with an input and an output")
+    dtypes = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
+              schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
+
+    def quantization(index: int) -> Quantization:
+        if not 0 <= index < len(main.tensors):
+            raise ValueError(f"the model's input/output tensor {index} does not exist")
+        tensor = main.tensors[index]
+        if tensor.type not in dtypes:
+            raise ValueError(f"the model's input/output has an unsupported type (code {tensor.type})")
+        q = tensor.quantization
+        scales = [] if q is None or q.scale is None else list(q.scale)
+        zero_points = [] if q is None or q.zeroPoint is None else list(q.zeroPoint)
+        return Quantization(
+            float(scales[0]) if scales else 0.0, int(zero_points[0]) if zero_points else 0, dtypes[tensor.type]
+        )
+
+    return quantization(int(main.inputs[0])), quantization(int(main.outputs[0]))
 
 
 def _timed_loop(inputs: np.ndarray, set_input, invoke, get_output) -> RunResult:
@@ -131,21 +211,37 @@ def _timed_loop(inputs: np.ndarray, set_input, invoke, get_output) -> RunResult:
     return RunResult(np.concatenate(outputs), times[0], float(np.median(rest)))
 
 
-def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int | None = None) -> RunResult:
+def _model_bytes(model: bytes | str | os.PathLike) -> tuple[bytes, str]:
+    """`.tflite` bytes and a name for messages, from bytes or a path."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), f"the model ({len(model):,} bytes)"
+    path = pathlib.Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such .tflite file")
+    return path.read_bytes(), str(path)
+
+
+def run_tflm(
+    model: bytes | str | os.PathLike, inputs: np.ndarray, arena_size: int | None = None
+) -> RunResult:
     """Invoke `model` in TFLM once per row of `inputs` (already in the input dtype).
 
-    The first invoke runs the model's init subgraph (CALL_ONCE), so its time
+    TFLM runs in the worker process of `tflm_worker`: a crash of TFLM
+    raises `TFLMError` naming the file instead of ending this process. The
+    first invoke runs the model's init subgraph (CALL_ONCE), so its time
     includes weight synthesis.
+
+    Args:
+        model: `.tflite` bytes or a path.
+        inputs: `(n, *input_shape[1:])` in the model's input dtype.
+        arena_size: arena bytes; `None` finds the smallest that works.
     """
+    data, name = _model_bytes(model)
     if arena_size is None:
-        arena_size = tflm_arena_bytes(model)
-    interpreter = _tflm_interpreter(model, arena_size)
-    return _timed_loop(
-        inputs,
-        lambda x: interpreter.set_input(x, 0),
-        interpreter.invoke,
-        lambda: interpreter.get_output(0),
-    )
+        arena_size = tflm_arena_bytes(data, name=name)
+    outputs, times = tflm_worker().request("run", data, name, np.ascontiguousarray(inputs), int(arena_size))
+    rest = times[1:] or times or [0.0]
+    return RunResult(outputs, times[0] if times else 0.0, float(np.median(rest)))
 
 
 def run_litert(model: bytes, inputs: np.ndarray) -> RunResult:
@@ -162,92 +258,43 @@ def run_litert(model: bytes, inputs: np.ndarray) -> RunResult:
     )
 
 
-_PROBE = """
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-model = open(sys.argv[1], "rb").read()
-for line in sys.stdin:
-    try:
-        interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(line))
-        details = interpreter.get_input_details(0)
-        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
-        interpreter.invoke()
-        print("ok", flush=True)
-    except RuntimeError:
-        print("fail", flush=True)
-"""
-
-
-class _ArenaProbe:
-    """Tries arena sizes in a separate process: the host TFLM can crash, not just fail, when short."""
-
-    def __init__(self, model_path: str):
-        self.model_path = model_path
-        self.process = None
-
-    def runs(self, arena_size: int) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _PROBE, self.model_path],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )
-        try:
-            self.process.stdin.write(f"{arena_size}\n")
-            self.process.stdin.flush()
-            answer = self.process.stdout.readline().strip()
-        except BrokenPipeError:
-            answer = ""
-        return answer == "ok"  # "" when the probe crashed: too small
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-
-def tflm_arena_bytes(model: bytes, granularity: int = 16) -> int:
+def tflm_arena_bytes(model: bytes | str | os.PathLike, granularity: int = 16, name: str | None = None) -> int:
     """Smallest TFLM arena (bytes, a multiple of `granularity`) that allocates and invokes `model`.
 
     Bisection between TFLM's own recorded allocation total (a lower bound)
-    and the first doubling of it that runs, each size tried in a probe
-    process. A 64-bit host figure: a 32-bit MCU needs less.
+    and the first doubling of it that runs, each size tried in the TFLM
+    worker (a crash there counts as "too small"; the worker is restarted).
+    A 64-bit host figure: a 32-bit MCU needs less.
 
     Raises:
-        RuntimeError: if the model does not run in `MAX_ARENA_BYTES`.
+        TFLMError: if the model does not run in `MAX_ARENA_BYTES`.
     """
-    interpreter = _tflm_interpreter(model, MAX_ARENA_BYTES)
-    details = interpreter.get_input_details(0)
-    interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
-    interpreter.invoke()
-    with _captured_stderr() as text:
-        interpreter.print_allocations()
-    found = re.search(r"Arena allocation total (\d+) bytes", "".join(text))
-    if found is None:
-        raise RuntimeError("TFLM did not report its arena use")
-    low = int(found.group(1)) // granularity * granularity
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.tflite")
-        with open(path, "wb") as f:
-            f.write(model)
-        probe = _ArenaProbe(path)
+    data, default_name = _model_bytes(model)
+    name = name or default_name
+    worker = tflm_worker()
+    total = worker.request("allocation_total", data, name, MAX_ARENA_BYTES)
+
+    def runs(size: int) -> bool:
         try:
-            if probe.runs(low):
-                return low
-            high = 2 * low
-            while not probe.runs(high):
-                low, high = high, 2 * high
-                if high > MAX_ARENA_BYTES:
-                    raise RuntimeError(f"TFLM could not run the model with a {MAX_ARENA_BYTES}-byte arena")
-            while high - low > granularity:
-                middle = (low + high) // 2 // granularity * granularity
-                low, high = (low, middle) if probe.runs(middle) else (middle, high)
-            return high
-        finally:
-            probe.close()
+            return worker.request("probe", data, name, size)
+        except TFLMCrash:
+            return False
+
+    low = total // granularity * granularity
+    if runs(low):
+        return low
+    high = 2 * low
+    while not runs(high):
+        low, high = high, 2 * high
+        if high > MAX_ARENA_BYTES:
+            raise TFLMError(f"TFLM could not run {name} with a {MAX_ARENA_BYTES:,}-byte arena")
+    while high - low > granularity:
+        middle = (low + high) // 2 // granularity * granularity
+        low, high = (low, middle) if runs(middle) else (middle, high)
+    return high
 
 
-def predict(model: bytes, x: np.ndarray, engine: str = "tflm") -> np.ndarray:
+def predict(model: bytes | str | os.PathLike, x: np.ndarray, engine: str = "tflm") -> np.ndarray:
     """Float outputs of `model` for float inputs `x` `(n, ...)`, run in `"tflm"` or `"litert"`.
 
     Inputs are quantized and outputs dequantized with the model's own
@@ -256,5 +303,6 @@ def predict(model: bytes, x: np.ndarray, engine: str = "tflm") -> np.ndarray:
     runners = {"tflm": run_tflm, "litert": run_litert}
     if engine not in runners:
         raise ValueError(f"engine must be one of {sorted(runners)}, got {engine!r}")
-    input_q, output_q = io_quantization(model)
-    return output_q.dequantize(runners[engine](model, input_q.quantize(x)).outputs)
+    data, _ = _model_bytes(model)
+    input_q, output_q = io_quantization(data)
+    return output_q.dequantize(runners[engine](data, input_q.quantize(x)).outputs)
