@@ -1,0 +1,170 @@
+"""Bad input to the loaders: truncated, empty and missing files give one `DataError` naming the file.
+
+Every broken input is built in tmp_path from copies of a few real files; the cache tests build
+their stale temporary folders and incomplete entries by hand, the way the cache names them.
+"""
+import shutil
+
+import numpy as np
+import pytest
+import wfdb
+
+from hypertiny_keras.data import DataError, load_apnea_ecg, load_mitbih, load_ptbxl
+from hypertiny_keras.data.physionet import check_annotation_file
+
+MIT_RECORDS = ["100", "101", "103"]
+APNEA_RECORDS = ["a01", "a02", "b01", "c01", "x01"]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """A cache root per test, so "nothing was cached" can be checked."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("HYPERTINY_CACHE", str(root))
+    return root
+
+
+def cached_entries(root):
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+# ---------------------------------------------------------------- MIT-BIH
+
+
+@pytest.fixture()
+def mit_copy(data_root, tmp_path):
+    """Three real MIT-BIH records copied to tmp_path/mitdb."""
+    out = tmp_path / "mitdb"
+    out.mkdir()
+    for record in MIT_RECORDS:
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy(data_root / "mitdb" / f"{record}.{ext}", out / f"{record}.{ext}")
+    (out / "RECORDS").write_text("\n".join(MIT_RECORDS) + "\n")
+    return out
+
+
+def cut(path, n_bytes):
+    path.write_bytes(path.read_bytes()[:n_bytes])
+
+
+@pytest.mark.parametrize("keep", ["half_even", "half_odd"])
+def test_truncated_atr_is_rejected_and_nothing_cached(mit_copy, private_cache, keep):
+    size = (mit_copy / "100.atr").stat().st_size
+    cut(mit_copy / "100.atr", size // 4 * 2 + (keep == "half_odd"))
+    with pytest.raises(DataError, match=r"mitdb/100\.atr: truncated annotation file"):
+        load_mitbih(mit_copy, split="paper", records=MIT_RECORDS)
+    assert cached_entries(private_cache) == []
+
+
+def test_zero_length_atr_names_the_file(mit_copy, private_cache):
+    (mit_copy / "101.atr").write_bytes(b"")
+    with pytest.raises(DataError, match=r"mitdb/101\.atr: annotation file is empty"):
+        load_mitbih(mit_copy, split="paper", records=MIT_RECORDS)
+    assert cached_entries(private_cache) == []
+
+
+def test_every_real_annotation_file_is_complete(data_root):
+    """The completeness check passes all 48 MIT-BIH .atr files and every Apnea-ECG .qrs / .apn."""
+    mitdb, apnea = data_root / "mitdb", data_root / "apnea-ecg"
+    atr = sorted(mitdb.glob("*.atr"))
+    assert len(atr) == 48
+    files = atr + sorted(apnea.glob("*.qrs")) + sorted(apnea.glob("*.apn"))
+    files += sorted((apnea / "x-answers").glob("*.apn"))
+    assert len(files) > 150
+    for path in files:
+        check_annotation_file(path)
+
+
+def test_every_prefix_of_an_annotation_file_is_rejected(data_root, tmp_path):
+    """Cut anywhere (also right after an annotation), a file fails; wfdb's extra fields parse."""
+    n = 40
+    sample = np.cumsum(np.tile([1, 5000, 2_000_000, 3, 1023, 1024, 70_000], 6))[:n]
+    symbol = np.array((["N", "V", "+", "N", "~", "|", "A"] * 6)[:n])
+    aux = ["(AFIB" if s == "+" else "x" * (i % 4) for i, s in enumerate(symbol)]  # odd/even lengths
+    wfdb.wrann("rich", "atr", sample, symbol, aux_note=aux, chan=np.arange(n) % 3,
+               num=np.arange(n) % 4, subtype=np.arange(n) % 2, write_dir=str(tmp_path))
+    np.testing.assert_array_equal(wfdb.rdann(str(tmp_path / "rich"), "atr").sample, sample)
+    for source in (tmp_path / "rich.atr", data_root / "mitdb" / "100.atr"):
+        check_annotation_file(source)
+        data = source.read_bytes()
+        victim = tmp_path / "cut.atr"
+        for n_bytes in range(0, len(data), 2):
+            victim.write_bytes(data[:n_bytes])
+            with pytest.raises(DataError, match=r"cut\.atr: (truncated|annotation file is empty)"):
+                check_annotation_file(victim)
+
+
+def test_data_after_the_end_marker_is_rejected(mit_copy):
+    path = mit_copy / "100.atr"
+    path.write_bytes(path.read_bytes() + b"\x01\x04\x00\x00")
+    with pytest.raises(DataError, match=r"100\.atr: corrupt annotation file \(4 bytes after"):
+        check_annotation_file(path)
+
+
+def test_truncated_dat_names_the_file(mit_copy, private_cache):
+    cut(mit_copy / "103.dat", 1_000_001)
+    with pytest.raises(DataError, match=r"mitdb/103\.dat: truncated signal file \(1000001 bytes; .* "
+                                         r"650000 samples x 2 signal\(s\) in format 212 need 1950000\)"):
+        load_mitbih(mit_copy, split="paper", records=MIT_RECORDS)
+    assert cached_entries(private_cache) == []
+
+
+# ---------------------------------------------------------------- Apnea-ECG
+
+
+@pytest.fixture()
+def apnea_copy(data_root, tmp_path):
+    """Five real Apnea-ECG records (.hea, .qrs, labels) copied to tmp_path/apnea-ecg."""
+    src, out = data_root / "apnea-ecg", tmp_path / "apnea-ecg"
+    (out / "x-answers").mkdir(parents=True)
+    for record in APNEA_RECORDS:
+        for ext in ("hea", "qrs"):
+            shutil.copy(src / f"{record}.{ext}", out / f"{record}.{ext}")
+        label = f"x-answers/{record}.apn" if record.startswith("x") else f"{record}.apn"
+        shutil.copy(src / label, out / label)
+    (out / "RECORDS").write_text("\n".join(APNEA_RECORDS) + "\n")
+    return out
+
+
+def test_truncated_qrs_is_rejected(apnea_copy, private_cache):
+    path = apnea_copy / "b01.qrs"
+    cut(path, path.stat().st_size // 4 * 2)
+    with pytest.raises(DataError, match=r"apnea-ecg/b01\.qrs: truncated annotation file"):
+        load_apnea_ecg(apnea_copy, records=APNEA_RECORDS)
+    assert cached_entries(private_cache) == []
+
+
+def test_empty_label_file_is_rejected(apnea_copy):
+    (apnea_copy / "x-answers" / "x01.apn").write_bytes(b"")
+    with pytest.raises(DataError, match=r"x-answers/x01\.apn: annotation file is empty"):
+        load_apnea_ecg(apnea_copy, records=APNEA_RECORDS)
+
+
+def test_record_listed_without_its_files(apnea_copy):
+    (apnea_copy / "c01.qrs").unlink()
+    with pytest.raises(DataError, match=r"apnea-ecg/c01\.qrs: missing"):
+        load_apnea_ecg(apnea_copy)
+
+
+# ---------------------------------------------------------------- PTB-XL
+
+
+@pytest.fixture()
+def ptbxl_copy(data_root, tmp_path):
+    """PTB-XL's two CSV files and records 1..12 copied to tmp_path/ptbxl."""
+    src, out = data_root / "ptbxl", tmp_path / "ptbxl"
+    (out / "records100" / "00000").mkdir(parents=True)
+    for name in ("ptbxl_database.csv", "scp_statements.csv"):
+        shutil.copy(src / name, out / name)
+    for ecg_id in range(1, 13):
+        for ext in ("hea", "dat"):
+            name = f"records100/00000/{ecg_id:05d}_lr.{ext}"
+            shutil.copy(src / name, out / name)
+    return out
+
+
+@pytest.mark.parametrize("n_bytes", [0, 12_000])
+def test_truncated_ptbxl_dat(ptbxl_copy, n_bytes):
+    cut(ptbxl_copy / "records100/00000/00003_lr.dat", n_bytes)
+    with pytest.raises(DataError, match=rf"00003_lr\.dat: truncated signal file \({n_bytes} bytes"):
+        load_ptbxl(ptbxl_copy, max_records=5)
