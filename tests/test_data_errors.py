@@ -109,6 +109,17 @@ def test_truncated_dat_names_the_file(mit_copy, private_cache):
     assert cached_entries(private_cache) == []
 
 
+def test_mitbih_no_records(mit_copy):
+    with pytest.raises(DataError, match=r"mitdb: no records given"):
+        load_mitbih(mit_copy, split="paper", records=[])
+    with pytest.raises(DataError, match=r"mitdb: records \['102'\] under split='dechazal', paced "
+                                         r"records left out: 0 groups cannot fill"):
+        load_mitbih(mit_copy, records=["102"])
+    (mit_copy / "RECORDS").write_text("\n")
+    with pytest.raises(DataError, match=r"mitdb/RECORDS: lists no records"):
+        load_mitbih(mit_copy)
+
+
 # ---------------------------------------------------------------- Apnea-ECG
 
 
@@ -140,6 +151,16 @@ def test_empty_label_file_is_rejected(apnea_copy):
         load_apnea_ecg(apnea_copy, records=APNEA_RECORDS)
 
 
+def test_apnea_no_records(apnea_copy):
+    with pytest.raises(DataError, match=r"apnea-ecg: no records given"):
+        load_apnea_ecg(apnea_copy, records=[])
+    with pytest.raises(DataError, match=r"apnea-ecg: records \['x01'\] under split='official': 0 groups"):
+        load_apnea_ecg(apnea_copy, records=["x01"])
+    (apnea_copy / "RECORDS").write_text("a01r\na01er\n")
+    with pytest.raises(DataError, match=r"apnea-ecg/RECORDS: lists no ECG records"):
+        load_apnea_ecg(apnea_copy)
+
+
 def test_record_listed_without_its_files(apnea_copy):
     (apnea_copy / "c01.qrs").unlink()
     with pytest.raises(DataError, match=r"apnea-ecg/c01\.qrs: missing"):
@@ -161,6 +182,37 @@ def ptbxl_copy(data_root, tmp_path):
             name = f"records100/00000/{ecg_id:05d}_lr.{ext}"
             shutil.copy(src / name, out / name)
     return out
+
+
+def test_header_only_csv_lists_no_records(ptbxl_copy, private_cache):
+    path = ptbxl_copy / "ptbxl_database.csv"
+    path.write_text(path.read_text().splitlines(True)[0])
+    with pytest.raises(DataError, match=r"ptbxl/ptbxl_database\.csv: lists no records$"):
+        load_ptbxl(ptbxl_copy)
+    path.write_text("")
+    with pytest.raises(DataError, match=r"ptbxl/ptbxl_database\.csv: file is empty"):
+        load_ptbxl(ptbxl_copy)
+    assert cached_entries(private_cache) == []
+
+
+def test_csv_cut_inside_a_row(ptbxl_copy):
+    path = ptbxl_copy / "ptbxl_database.csv"
+    lines = path.read_text().splitlines(True)
+    path.write_text("".join(lines[:6]) + lines[6][:25])
+    with pytest.raises(DataError, match=r"ptbxl_database\.csv:7: row has \d+ of 28 fields"):
+        load_ptbxl(ptbxl_copy, max_records=5)
+
+
+def test_scp_statements_without_diagnostic_rows(ptbxl_copy):
+    path = ptbxl_copy / "scp_statements.csv"
+    path.write_text(path.read_text().splitlines(True)[0])
+    with pytest.raises(DataError, match=r"ptbxl/scp_statements\.csv: lists no diagnostic statements"):
+        load_ptbxl(ptbxl_copy, max_records=5)
+
+
+def test_max_records_zero(ptbxl_copy):
+    with pytest.raises(DataError, match=r"ptbxl_database\.csv: max_records=0 keeps no records"):
+        load_ptbxl(ptbxl_copy, max_records=0)
 
 
 @pytest.mark.parametrize("n_bytes", [0, 12_000])

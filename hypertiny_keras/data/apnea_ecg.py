@@ -56,7 +56,10 @@ def list_records(data_dir: str | pathlib.Path) -> list[str]:
     path = require_dir(data_dir, "Apnea-ECG") / "RECORDS"
     if not path.is_file():
         raise DataError(f"{path}: missing RECORDS file (is this the apnea-ecg directory?)")
-    return [r for r in path.read_text().split() if RECORD_NAME.match(r)]
+    records = [r for r in path.read_text().split() if RECORD_NAME.match(r)]
+    if not records:
+        raise DataError(f"{path}: lists no ECG records (a01..c10, x01..x35)")
+    return records
 
 
 def read_minute_labels(data_dir: str | pathlib.Path, record: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +190,14 @@ def load_apnea_ecg(
     data_dir = pathlib.Path(data_dir).expanduser()
     if download:
         download_database("apnea-ecg", data_dir)
-    assignment = split_records(records or list_records(data_dir), split, seed, val_fraction)
+    if records is not None and len(records) == 0:
+        raise DataError(f"{data_dir}: no records given (records is empty)")
+    candidates = list(records) if records is not None else list_records(data_dir)
+    try:
+        assignment = split_records(candidates, split, seed, val_fraction)
+    except DataError as err:
+        shown = candidates if len(candidates) <= 10 else f"{len(candidates)} records"
+        raise DataError(f"{data_dir}: records {shown} under split={split!r}: {err}") from err
     label_file = {r: (data_dir / "x-answers" / r if r.startswith("x") else data_dir / r) for r in assignment}
     inputs = [data_dir / f"{r}.hea" for r in assignment] + [p.with_name(p.name + ".apn") for p in label_file.values()]
     inputs += [data_dir / f"{r}.{'qrs' if signal == 'rr' else 'dat'}" for r in assignment]

@@ -77,7 +77,10 @@ def list_records(data_dir: str | pathlib.Path) -> list[str]:
     path = require_dir(data_dir, "MIT-BIH") / "RECORDS"
     if not path.is_file():
         raise DataError(f"{path}: missing RECORDS file (is this the mitdb directory?)")
-    return path.read_text().split()
+    records = path.read_text().split()
+    if not records:
+        raise DataError(f"{path}: lists no records")
+    return records
 
 
 def read_beats(data_dir: str | pathlib.Path, record: str) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -163,9 +166,15 @@ def load_mitbih(
     data_dir = pathlib.Path(data_dir).expanduser()
     if download:
         download_database("mitdb", data_dir)
-    assignment = split_records(
-        records or list_records(data_dir), split, seed, val_fraction, exclude_paced
-    )
+    if records is not None and len(records) == 0:
+        raise DataError(f"{data_dir}: no records given (records is empty)")
+    candidates = list(records) if records is not None else list_records(data_dir)
+    try:
+        assignment = split_records(candidates, split, seed, val_fraction, exclude_paced)
+    except DataError as err:
+        paced = ", paced records left out" if split == "dechazal" or exclude_paced else ""
+        shown = candidates if len(candidates) <= 10 else f"{len(candidates)} records"
+        raise DataError(f"{data_dir}: records {shown} under split={split!r}{paced}: {err}") from err
     if records is not None:
         assignment = {r: s for r, s in assignment.items() if r in records}
     params = dict(task=task, split=split, window_seconds=window_seconds, fs=fs, channel=channel,

@@ -41,7 +41,15 @@ def diagnostic_codes(data_dir: pathlib.Path) -> set[str]:
     """SCP codes with ``diagnostic == 1`` in ``scp_statements.csv``."""
     path = require_file(data_dir / "scp_statements.csv", "scp_statements.csv")
     with path.open(newline="") as f:
-        return {row[""] for row in csv.DictReader(f) if row.get("diagnostic", "").strip() in ("1", "1.0")}
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: file is empty")
+        if "" not in reader.fieldnames or "diagnostic" not in reader.fieldnames:
+            raise DataError(f"{path}: header has no code column ('') or no 'diagnostic' column")
+        codes = {row[""] for row in reader if (row.get("diagnostic") or "").strip() in ("1", "1.0")}
+    if not codes:
+        raise DataError(f"{path}: lists no diagnostic statements (no row with diagnostic == 1)")
+    return codes
 
 
 def read_labels(data_dir: str | pathlib.Path) -> tuple[list[dict], int]:
@@ -57,7 +65,14 @@ def read_labels(data_dir: str | pathlib.Path) -> tuple[list[dict], int]:
     path = require_file(data_dir / "ptbxl_database.csv", "ptbxl_database.csv")
     rows, dropped = [], 0
     with path.open(newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: file is empty")
+        for line, row in enumerate(reader, start=2):
+            missing = [k for k, v in row.items() if v is None]
+            if missing:
+                raise DataError(f"{path}:{line}: row has {len(row) - len(missing)} of "
+                                f"{len(row)} fields (file cut short?)")
             try:
                 codes = set(ast.literal_eval(row["scp_codes"])) & diagnostic
                 entry = dict(ecg_id=str(int(float(row["ecg_id"]))),
@@ -99,6 +114,12 @@ def load_ptbxl(
         download_ptbxl(data_dir)
     require_dir(data_dir, "PTB-XL")
     rows, no_diagnostic = read_labels(data_dir)
+    csv_path = data_dir / "ptbxl_database.csv"
+    if not rows:
+        raise DataError(f"{csv_path}: lists no records" if not no_diagnostic else
+                        f"{csv_path}: none of its {no_diagnostic} records has a diagnostic statement")
+    if max_records is not None and max_records < 1:
+        raise DataError(f"{csv_path}: max_records={max_records} keeps no records")
     rows = sorted(rows, key=lambda r: int(r["ecg_id"]))[:max_records]
     inputs = [data_dir / "ptbxl_database.csv", data_dir / "scp_statements.csv"]
     inputs += require_files([data_dir / f"{r['filename']}.{ext}" for r in rows for ext in ("hea", "dat")])
