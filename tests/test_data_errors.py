@@ -10,7 +10,9 @@ import pytest
 import wfdb
 
 from hypertiny_keras.data import DataError, load_apnea_ecg, load_mitbih, load_ptbxl
+from hypertiny_keras.data import load_speech_commands
 from hypertiny_keras.data.physionet import check_annotation_file
+from hypertiny_keras.data.speech_commands import read_wav
 
 MIT_RECORDS = ["100", "101", "103"]
 APNEA_RECORDS = ["a01", "a02", "b01", "c01", "x01"]
@@ -220,3 +222,51 @@ def test_truncated_ptbxl_dat(ptbxl_copy, n_bytes):
     cut(ptbxl_copy / "records100/00000/00003_lr.dat", n_bytes)
     with pytest.raises(DataError, match=rf"00003_lr\.dat: truncated signal file \({n_bytes} bytes"):
         load_ptbxl(ptbxl_copy, max_records=5)
+
+
+# ---------------------------------------------------------------- Speech Commands
+
+RIFF_GARBAGE = {
+    "riff_garbage": b"RIFF\x00\x00garbage",
+    "riff_chunk_garbage": b"RIFF\x64\x00\x00\x00WAVEjunk\xff\xff\x00\x00garbage" + b"\x07" * 40,
+    "riff_huge_size": b"RIFF\xff\xff\xff\x7fWAVE" + bytes(range(100)),
+}
+
+
+@pytest.fixture()
+def sc_copy(data_root, tmp_path):
+    """The Speech Commands test-set layout with the first two clips of each class."""
+    src, out = data_root / "speech_commands" / "test_v0.02", tmp_path / "sc"
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        (out / folder.name).mkdir(parents=True)
+        for clip in sorted(folder.glob("*.wav"))[:2]:
+            shutil.copy(clip, out / folder.name / clip.name)
+    return out
+
+
+@pytest.mark.parametrize("damage", ["odd_length", "header_only", "empty", *RIFF_GARBAGE])
+def test_damaged_wav_names_the_file(sc_copy, private_cache, damage):
+    victim = sorted((sc_copy / "left").glob("*.wav"))[1]
+    data = victim.read_bytes()
+    broken = {"odd_length": data[: len(data) // 2 | 1], "header_only": data[:44], "empty": b"",
+              **RIFF_GARBAGE}[damage]
+    victim.write_bytes(broken)
+    with pytest.raises(DataError, match=rf"sc/left/{victim.name}: "
+                                        r"(truncated WAV|WAV file is empty|not a readable WAV file \(\w)"):
+        load_speech_commands(sc_copy)
+    assert cached_entries(private_cache) == []
+
+
+def test_truncated_wav_reports_its_sizes(sc_copy):
+    victim = sorted((sc_copy / "yes").glob("*.wav"))[0]
+    cut(victim, 44 + 1000)
+    with pytest.raises(DataError, match=r"truncated WAV file \(1000 bytes of samples, its data chunk "
+                                        r"declares 16000 samples = 32000 bytes\)$"):
+        read_wav(victim)
+
+
+def test_no_clips(sc_copy):
+    for wav in sc_copy.rglob("*.wav"):
+        wav.unlink()
+    with pytest.raises(DataError, match=r"sc: no \.wav clips"):
+        load_speech_commands(sc_copy)

@@ -37,16 +37,33 @@ ARCHIVE_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 
 
 def read_wav(path: pathlib.Path) -> np.ndarray:
-    """Mono 16 kHz int16 WAV as float32 in [-1, 1] (any length); raises `DataError` otherwise."""
+    """Mono 16 kHz int16 WAV as float32 in [-1, 1] (any length > 0).
+
+    Raises:
+        DataError: naming ``path`` when it is not a parsable WAV file, not 16 kHz mono 16-bit
+            PCM, holds no samples, or is truncated (fewer sample bytes than its data chunk
+            declares).
+    """
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: WAV file is empty (0 bytes)")
     try:
         with wave.open(str(path), "rb") as f:
             if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
                 raise DataError(f"{path}: expected 16 kHz mono 16-bit PCM, got {f.getframerate()} Hz, "
                                 f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()} bit")
-            pcm = np.frombuffer(f.readframes(f.getnframes()), np.int16)
-    except (wave.Error, EOFError) as err:
-        raise DataError(f"{path}: not a readable WAV file ({err})") from err
-    return pcm.astype(np.float32) / 32768.0
+            declared = f.getnframes()
+            data = f.readframes(declared)
+    except DataError:
+        raise
+    except Exception as err:  # wave raises wave.Error, EOFError, RuntimeError, struct.error...
+        reason = str(err) if isinstance(err, wave.Error) else f"{type(err).__name__}: {err}".rstrip(": ")
+        raise DataError(f"{path}: not a readable WAV file ({reason})") from err
+    if len(data) != 2 * declared:
+        raise DataError(f"{path}: truncated WAV file ({len(data)} bytes of samples, its data chunk "
+                        f"declares {declared} samples = {2 * declared} bytes)")
+    if declared == 0:
+        raise DataError(f"{path}: WAV file holds no samples")
+    return np.frombuffer(data, np.int16).astype(np.float32) / 32768.0
 
 
 def fit_clip(audio: np.ndarray) -> np.ndarray:
@@ -78,6 +95,8 @@ def list_clips(data_dir: pathlib.Path, seed: int, unknown_percentage: float,
     if (data_dir / "_silence_").is_dir() and (data_dir / "_unknown_").is_dir():
         clips = [(p, CLASS_NAMES.index(c), speaker_of(p)) for c in CLASS_NAMES
                  for p in sorted((data_dir / c).glob("*.wav"))]
+        if not clips:
+            raise DataError(f"{data_dir}: no .wav clips in its class folders")
         by_speaker = assign_groups([s for _, _, s in clips], (0.8, 0.1, 0.1), seed)
         return [(p, y, s, by_speaker[s]) for p, y, s in clips], "test_set_speaker_split"
     lists = {name: data_dir / f"{name}_list.txt" for name in ("validation", "testing")}
@@ -158,6 +177,9 @@ def load_speech_commands(
     clips, layout = list_clips(data_dir, seed, unknown_percentage, silence_percentage)
     if max_clips_per_class is not None:
         clips = first_per_class(clips, max_clips_per_class)
+    if not clips:
+        raise DataError(f"{data_dir}: no clips to load (no .wav files in its word folders"
+                        f"{'' if max_clips_per_class is None else f', or max_clips_per_class={max_clips_per_class}'})")
     needs_noise = any(p is None for p, *_ in clips)
     noise_path = pathlib.Path(noise_dir) if noise_dir else next(
         (d / NOISE_DIR for d in (data_dir, data_dir.parent) if (d / NOISE_DIR).is_dir()), data_dir / NOISE_DIR)
