@@ -3,16 +3,24 @@
 Every broken input is built in tmp_path from copies of a few real files; the cache tests build
 their stale temporary folders and incomplete entries by hand, the way the cache names them.
 """
+import json
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
 import wfdb
 
-from hypertiny_keras.data import DataError, load_apnea_ecg, load_mitbih, load_ptbxl
+from hypertiny_keras.data import DataError, cache, load_apnea_ecg, load_mitbih, load_ptbxl
 from hypertiny_keras.data import load_speech_commands
 from hypertiny_keras.data.physionet import check_annotation_file
 from hypertiny_keras.data.speech_commands import read_wav
+from hypertiny_keras.data.windows import Windows
 
 MIT_RECORDS = ["100", "101", "103"]
 APNEA_RECORDS = ["a01", "a02", "b01", "c01", "x01"]
@@ -270,3 +278,106 @@ def test_no_clips(sc_copy):
         wav.unlink()
     with pytest.raises(DataError, match=r"sc: no \.wav clips"):
         load_speech_commands(sc_copy)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def tiny_windows(n=6):
+    return Windows(x=np.arange(n * 4, dtype=np.float32).reshape(n, 4, 1), y=np.arange(n) % 2,
+                   record=np.array([f"r{i}" for i in range(n)]), patient=np.array(["p"] * n),
+                   split=np.array(["train", "val", "test"] * (n // 3)), order=np.arange(n),
+                   class_names=("a", "b"), fs=1.0, meta={"source": "tiny"})
+
+
+def counting_build():
+    calls = []
+
+    def build():
+        calls.append(1)
+        return tiny_windows()
+
+    return build, calls
+
+
+def dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_writer_temp_folder_name_carries_host_and_pid(private_cache, monkeypatch):
+    seen, save = [], np.save
+
+    def spy(path, *args, **kwargs):
+        seen.append(path.parent.name)
+        save(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", spy)
+    cache.cached_windows("tiny", {"a": 1}, [], tiny_windows)
+    match = cache._TEMP_NAME.match(seen[0])
+    assert match and match["host"] == cache.HOST and match["pid"] == str(os.getpid())
+    assert seen[0].startswith("." + cached_entries(private_cache)[0] + ".")
+
+
+def test_stale_temp_folders_are_swept(private_cache):
+    private_cache.mkdir()
+    key = "mitbih-" + "0" * 20
+    killed = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.{cache.HOST}.{dead_pid()}.", dir=private_cache))
+    np.save(killed / "x.npy", np.zeros(1000, np.float32))  # what a SIGKILLed writer leaves
+    live = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.{cache.HOST}.{os.getppid()}.", dir=private_cache))
+    mine = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.{cache.HOST}.{os.getpid()}.", dir=private_cache))
+    other_host = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.elsewhere.{dead_pid()}.", dir=private_cache))
+    old_other_host = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.elsewhere.1.", dir=private_cache))
+    legacy_old = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.", dir=private_cache))  # no pid
+    legacy_new = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.", dir=private_cache))
+    unrelated = private_cache / ".not-ours"
+    unrelated.mkdir()
+    day_ago = time.time() - 24 * 3600
+    for path in (old_other_host, legacy_old, unrelated):
+        os.utime(path, (day_ago, day_ago))
+    build, calls = counting_build()
+    cache.cached_windows("tiny", {"a": 1}, [], build)  # a write sweeps
+    assert not killed.exists() and not old_other_host.exists() and not legacy_old.exists()
+    assert live.exists() and mine.exists() and other_host.exists() and legacy_new.exists()
+    assert unrelated.exists()
+    stale = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}.{cache.HOST}.{dead_pid()}.", dir=private_cache))
+    cache.cached_windows("tiny", {"a": 1}, [], build)  # so does a read
+    assert calls == [1] and not stale.exists()
+
+
+@pytest.mark.parametrize("damage", ["x_missing", "x_truncated", "meta_missing", "meta_garbage",
+                                    "y_shorter"])
+def test_incomplete_entry_is_rebuilt(private_cache, damage):
+    build, calls = counting_build()
+    first = cache.cached_windows("tiny", {"a": 1}, [], build)
+    (entry,) = private_cache.iterdir()
+    if damage == "x_missing":
+        (entry / "x.npy").unlink()
+    elif damage == "x_truncated":
+        cut(entry / "x.npy", (entry / "x.npy").stat().st_size - 8)
+    elif damage == "meta_missing":
+        (entry / "meta.json").unlink()
+    elif damage == "meta_garbage":
+        (entry / "meta.json").write_text('{"class_names": ')
+    else:
+        np.save(entry / "y.npy", np.zeros(2, np.int64))
+    again = cache.cached_windows("tiny", {"a": 1}, [], build)
+    assert calls == [1, 1]
+    np.testing.assert_array_equal(again.x, first.x)
+    assert sorted(p.name for p in entry.iterdir()) == sorted(
+        [f"{f}.npy" for f in ("x", "y", "record", "patient", "split", "order")] + ["meta.json"])
+    assert json.loads((entry / "meta.json").read_text())["class_names"] == ["a", "b"]
+    cache.cached_windows("tiny", {"a": 1}, [], build)
+    assert calls == [1, 1] and cached_entries(private_cache) == [entry.name]
+
+
+def test_incomplete_mitbih_entry_is_rebuilt(data_root, private_cache):
+    kwargs = dict(split="paper", records=MIT_RECORDS, window_seconds=1.0, fs=180.0)
+    first = load_mitbih(data_root / "mitdb", **kwargs)
+    (entry,) = private_cache.iterdir()
+    (entry / "x.npy").unlink()
+    again = load_mitbih(data_root / "mitdb", **kwargs)
+    np.testing.assert_array_equal(again.x, first.x)
+    assert (entry / "x.npy").is_file()

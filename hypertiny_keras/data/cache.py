@@ -2,9 +2,13 @@
 
 Layout: ``<root>/<dataset>-<sha256[:20]>/`` holding one ``.npy`` file per array and ``meta.json``.
 The root is ``$HYPERTINY_CACHE`` or ``~/.cache/hypertiny``. An entry is written into a temporary
-directory next to it and renamed into place with `os.replace`, so a crash or a failed load never
-leaves a partial entry. Cached arrays are opened as read-only memory maps, so a cached load costs
-milliseconds regardless of size; pages are read from disk when first touched.
+directory next to it, ``.<entry>.<host>.<pid>.<random>``, and renamed into place with
+`os.replace`, so a crash or a failed load never leaves a partial entry. A temporary directory
+left behind by a killed writer (its pid is dead on this host, or it is older than
+``STALE_SECONDS``) is removed the next time any entry is read or written, and an entry that
+cannot be read back (a file missing or cut short) is removed and rebuilt. Cached arrays are opened
+as read-only memory maps, so a cached load costs milliseconds regardless of size; pages are read
+from disk when first touched.
 """
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ import hashlib
 import json
 import os
 import pathlib
+import re
+import secrets
 import shutil
+import socket
 import tempfile
+import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -21,6 +29,10 @@ import numpy as np
 from hypertiny_keras.data.windows import ARRAY_FIELDS, Windows
 
 CACHE_FORMAT = 1  # bump when the on-disk layout or any loader's output changes meaning
+STALE_SECONDS = 3 * 3600  # a temporary directory older than this is abandoned (writes take seconds)
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+# ".<dataset>-<key>.<host>.<pid>.<random>", and ".<dataset>-<key>.<random>" from older versions.
+_TEMP_NAME = re.compile(r"^\.[A-Za-z0-9_]+-[0-9a-f]{20}\.(?:(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.)?[^.]+$")
 
 
 def cache_root() -> pathlib.Path:
@@ -51,6 +63,10 @@ def cached_windows(
 ) -> Windows:
     """Return the cached `Windows` for these parameters and inputs, building and storing on a miss.
 
+    Abandoned temporary directories under the cache root are swept first
+    (`sweep_stale_temporaries`); an entry that cannot be read back (a file missing, cut short or
+    of a different length than the others) counts as a miss: it is removed and rebuilt.
+
     Args:
         dataset: short dataset name, the first part of the entry name.
         params: every parameter that changes the output (JSON-serialisable).
@@ -60,25 +76,95 @@ def cached_windows(
     """
     if not use_cache:
         return build()
-    entry = cache_root() / cache_key(dataset, params, inputs)
-    if (entry / "meta.json").is_file():
-        return _read(entry)
+    root = cache_root()
+    entry = root / cache_key(dataset, params, inputs)
+    sweep_stale_temporaries(root)
+    if entry.exists():
+        windows = _read(entry)
+        if windows is not None:
+            return windows
+        _discard(entry)  # incomplete or corrupt: rebuild it
     windows = build()
     _write_atomic(entry, windows)
     return windows
 
 
-def _read(entry: pathlib.Path) -> Windows:
-    meta = json.loads((entry / "meta.json").read_text())
-    arrays = {f: np.load(entry / f"{f}.npy", mmap_mode="r") for f in ARRAY_FIELDS}
-    return Windows(
-        **arrays, class_names=tuple(meta["class_names"]), fs=meta["fs"], meta=meta["meta"]
-    )
+def sweep_stale_temporaries(root: pathlib.Path, max_age: float = STALE_SECONDS) -> list[pathlib.Path]:
+    """Remove temporary directories abandoned by killed cache writers under ``root``.
+
+    A temporary directory is stale when its writer's pid (in its name) is not running on this
+    host, or when it was last modified more than ``max_age`` seconds ago (writers on other hosts
+    sharing the cache, pid reuse, names without a pid). Errors are ignored: another process may
+    be sweeping the same directory.
+
+    Returns:
+        The directories removed.
+    """
+    removed = []
+    try:
+        children = list(os.scandir(root))
+    except OSError:
+        return removed
+    now = time.time()
+    for child in children:
+        match = _TEMP_NAME.match(child.name)
+        if not match or not child.is_dir(follow_symlinks=False):
+            continue
+        try:
+            age = now - child.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        dead = match["host"] == HOST and not _pid_alive(int(match["pid"]))
+        if dead or age > max_age:
+            shutil.rmtree(child.path, ignore_errors=True)
+            removed.append(pathlib.Path(child.path))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``True`` when it cannot be told)."""
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists under another user
+        return True
+    return True
+
+
+def _temp_prefix(entry: pathlib.Path) -> str:
+    return f".{entry.name}.{HOST}.{os.getpid()}."
+
+
+def _read(entry: pathlib.Path) -> Windows | None:
+    """The entry's `Windows`, or ``None`` if a file is missing, cut short or inconsistent."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        arrays = {f: np.load(entry / f"{f}.npy", mmap_mode="r") for f in ARRAY_FIELDS}
+        if len({len(a) for a in arrays.values()}) != 1:
+            return None
+        return Windows(
+            **arrays, class_names=tuple(meta["class_names"]), fs=meta["fs"], meta=meta["meta"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return None
+
+
+def _discard(entry: pathlib.Path) -> None:
+    """Remove an entry: first renamed to a temporary name (swept if this process dies mid-way)."""
+    trash = entry.with_name(f"{_temp_prefix(entry)}discard_{secrets.token_hex(4)}")
+    try:
+        os.replace(entry, trash)
+    except OSError:
+        return  # already gone (another process discarded or replaced it)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_atomic(entry: pathlib.Path, windows: Windows) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=_temp_prefix(entry), dir=entry.parent))
     try:
         for f in ARRAY_FIELDS:
             np.save(tmp / f"{f}.npy", np.asarray(getattr(windows, f)), allow_pickle=False)
