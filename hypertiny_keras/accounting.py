@@ -12,7 +12,7 @@ import math
 
 import keras
 
-from hypertiny_keras.layers import HyperPointwise
+from hypertiny_keras.layers import HyperPointwise, all_layers
 
 #: Roles of stored tensors, shared by this module and `export.inspect`.
 ROLES = (
@@ -44,7 +44,7 @@ def _size(variable) -> int:
 def _layer_tensors(layer) -> list[tuple[str, int, bool]]:
     """(role, values, is_bias) of the tensors one layer stores (the generator excluded)."""
     if isinstance(layer, HyperPointwise):
-        out = [("codes", _size(layer.code), False), ("heads", _size(layer.head), False)]
+        out = [(role, _size(w), False) for role, w in layer.kernel_generator.stored(layer)]
         return out + ([("biases", _size(layer.bias), True)] if layer.use_bias else [])
     weights = {w.path.split("/")[-1]: w for w in layer.weights}
     if isinstance(layer, _DEPTHWISE):
@@ -129,16 +129,17 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
         for b in bits:
             by_role[role][b] += packed_bytes(values, bias_bits if is_bias else b)
 
-    for layer in model.layers:
+    for layer in all_layers(model):
+        if isinstance(layer, keras.Model):
+            continue  # its layers are visited themselves
         for role, values, is_bias in _layer_tensors(layer):
             add(role, values, is_bias)
         if isinstance(layer, HyperPointwise):
             generators[id(layer.generator)] = layer.generator
+            stored = [_size(w) for _, w in layer.kernel_generator.stored(layer)]
             for b in bits:
-                twin_delta[b] += (
-                    packed_bytes(layer.filters * layer.in_channels, b)
-                    - packed_bytes(_size(layer.code), b)
-                    - packed_bytes(_size(layer.head), b)
+                twin_delta[b] += packed_bytes(layer.filters * layer.in_channels, b) - sum(
+                    packed_bytes(values, b) for values in stored
                 )
     for generator in generators.values():
         add("generator", _size(generator.kernel), False)

@@ -6,19 +6,20 @@ import numpy as np
 from keras import ops
 from keras.src.models.functional import Functional
 
-from hypertiny_keras.layers import HyperPointwise
+from hypertiny_keras.layers import HyperPointwise, all_layers, generated_layers
 
 
 def generated_kernels(model: keras.Model) -> dict[str, np.ndarray]:
-    """Float kernels of every `HyperPointwise` layer, by layer name, each `(C_out, C_in)`."""
-    return {
-        layer.name: ops.convert_to_numpy(layer.generated_kernel())
-        for layer in model.layers
-        if isinstance(layer, HyperPointwise)
-    }
+    """Float kernels of every `HyperPointwise` layer (nested models included), by layer name, each `(C_out, C_in)`."""
+    return {layer.name: ops.convert_to_numpy(layer.generated_kernel()) for layer in generated_layers(model)}
 
 
-def _stored_twin(layer: HyperPointwise) -> keras.layers.Layer:
+def stored_twin_layer(layer: HyperPointwise) -> keras.layers.Layer:
+    """The `Conv1D`/`Conv2D(kernel_size=1)` that computes what `layer` computes (weights not set).
+
+    Raises:
+        ValueError: for an input that is neither 1-D `(batch, steps, C)` nor 2-D `(batch, H, W, C)`.
+    """
     rank = len(layer.input.shape)
     conv = {3: keras.layers.Conv1D, 4: keras.layers.Conv2D}.get(rank)
     if conv is None:
@@ -26,13 +27,7 @@ def _stored_twin(layer: HyperPointwise) -> keras.layers.Layer:
             f"freeze: {layer.name} has a rank-{rank} input; only 1-D (batch, steps, C) "
             "and 2-D (batch, H, W, C) inputs have a stored convolution twin"
         )
-    return conv(
-        layer.filters,
-        1,
-        activation=layer.activation,
-        use_bias=layer.use_bias,
-        name=layer.name,
-    )
+    return conv(layer.filters, 1, activation=layer.activation, use_bias=layer.use_bias, name=layer.name)
 
 
 def freeze(model: keras.Model) -> keras.Model:
@@ -40,29 +35,37 @@ def freeze(model: keras.Model) -> keras.Model:
 
     The replacement carries the generated kernel (and the bias); every other
     layer keeps its weights. Outputs equal the unfrozen model up to float
-    rounding. Works for Functional and Sequential models.
+    rounding. Works for Functional and Sequential models, nested ones included.
 
     Raises:
         ValueError: for a model with no `HyperPointwise` layer, or a subclassed model.
     """
-    if not any(isinstance(layer, HyperPointwise) for layer in model.layers):
+    if not generated_layers(model):
         raise ValueError(f"freeze: model {model.name!r} has no HyperPointwise layer")
-    if not isinstance(model, (Functional, keras.Sequential)):
-        raise ValueError(
-            f"freeze: {type(model).__name__} is a subclassed model; only Functional "
-            "and Sequential models can be frozen"
-        )
+    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
+        if not isinstance(inner, (Functional, keras.Sequential)):
+            raise ValueError(
+                f"freeze: {inner.name} is a subclassed model ({type(inner).__name__}); only Functional "
+                "and Sequential models can be frozen"
+            )
 
     def clone(layer):
         if isinstance(layer, HyperPointwise):
-            return _stored_twin(layer)
+            return stored_twin_layer(layer)
         return layer.__class__.from_config(layer.get_config())
 
-    frozen = keras.models.clone_model(model, clone_function=clone)
-    kernels = generated_kernels(model)
-    for source, layer in zip(model.layers, frozen.layers):
+    frozen = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    def weighted(m):  # input layers are recreated (with new names) by the clone
+        return [layer for layer in all_layers(m) if not isinstance(layer, keras.layers.InputLayer)]
+
+    sources, targets = weighted(model), weighted(frozen)
+    if [s.name for s in sources] != [t.name for t in targets]:
+        raise ValueError(f"freeze: the clone of {model.name!r} does not have the model's layers")
+    for source, layer in zip(sources, targets):
+        if isinstance(layer, keras.Model):
+            continue
         if isinstance(source, HyperPointwise):
-            kernel = kernels[layer.name].T.reshape(layer.kernel.shape)
+            kernel = ops.convert_to_numpy(source.generated_kernel()).T.reshape(layer.kernel.shape)
             layer.set_weights([kernel] + ([ops.convert_to_numpy(source.bias)] if source.use_bias else []))
         elif source.weights:
             layer.set_weights(source.get_weights())

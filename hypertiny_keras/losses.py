@@ -54,7 +54,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from hypertiny_keras.layers import HyperPointwise
+from hypertiny_keras.layers import generated_layers
 
 #: Names of the terms, in the order they are summed.
 TERMS = ("ce", "focal", "kd", "feature", "soft_f1", "spectral", "size")
@@ -184,7 +184,7 @@ class HyperTinyLoss(keras.losses.Loss):
                 [top_singular_value_squared(m, self.power_iterations)
                  for m in regularized_matrices(model)]))
         if "size" in active:
-            values = [ops.sum(ops.abs(v)) for layer in hyper_layers(model)
+            values = [ops.sum(ops.abs(v)) for layer in generated_layers(model)
                       for v in (layer.head, layer.code)]
             out["size"] = ops.sum(ops.stack(values))
         return {name: self.term_weights[name] * value for name, value in out.items()}
@@ -247,15 +247,10 @@ def _soft_f1_loss(onehot, probs, weight):
     return 1.0 - ops.mean(f1)
 
 
-def hyper_layers(model: keras.Model) -> list[HyperPointwise]:
-    """The `HyperPointwise` layers of `model` (top level, in order)."""
-    return [layer for layer in model.layers if isinstance(layer, HyperPointwise)]
-
-
 def regularized_matrices(model: keras.Model) -> list:
     """The matrices the spectral term penalises: each shared generator's kernel
     `(d_z, d_h)` and basis `(d_h, r)` (once per generator), and every head."""
-    layers = hyper_layers(model)
+    layers = generated_layers(model)
     if not layers:
         raise ValueError(f"model {model.name!r} has no HyperPointwise layer")
     generators = {id(layer.generator): layer.generator for layer in layers}

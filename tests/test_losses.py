@@ -6,7 +6,8 @@ import pytest
 
 from hypertiny_keras import hypertiny_pw, stored_pw_twin
 from hypertiny_keras.data import make_beats
-from hypertiny_keras.losses import TERMS, HyperTinyLoss, hyper_layers, top_singular_value_squared
+from hypertiny_keras.layers import generated_layers
+from hypertiny_keras.losses import TERMS, HyperTinyLoss, top_singular_value_squared
 from hypertiny_keras.training import Distiller
 
 RNG = np.random.default_rng(7)
@@ -63,7 +64,7 @@ def numpy_term(name, model, w=None, gamma=2.0, t=2.0):
         fp = (ww[:, None] * p * (1 - onehot)).sum(0)
         fn = (ww[:, None] * (1 - p) * onehot).sum(0)
         return 1 - (2 * tp / (2 * tp + fp + fn + 1e-7)).mean()
-    layers = hyper_layers(model)
+    layers = generated_layers(model)
     if name == "spectral":
         g = layers[0].generator
         mats = [g.kernel, g.basis] + [layer.head for layer in layers]

@@ -20,7 +20,7 @@ from hypertiny_keras.data.windows import Windows
 from hypertiny_keras.evaluation import evaluate_binary, evaluate_multiclass, softmax
 from hypertiny_keras.export import ExportVerificationError, export_tflite
 from hypertiny_keras.fileio import atomic_write
-from hypertiny_keras.layers import HyperPointwise
+from hypertiny_keras.layers import generated_layers
 from hypertiny_keras.runtime import predict
 
 #: Weight widths of the packed-byte accounting reported for every model.
@@ -172,7 +172,7 @@ def run_model(
     trained = train_model(model, (train.x, train.y), (val.x, val.y), config,
                           teacher=teacher if spec.needs_teacher else None)
     model = trained.model
-    generated = any(isinstance(layer, HyperPointwise) for layer in model.layers)
+    generated = bool(generated_layers(model))
     result = {
         "model": spec.name,
         "description": spec.description,

@@ -63,19 +63,6 @@ def requantize(acc: np.ndarray, multiplier: tuple[int, int]) -> np.ndarray:
     return _divide_by_pot(_high_mul(scaled, q), max(-shift, 0))
 
 
-def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """int8 clamp of a fused activation, as `CalculateActivationRangeQuantized`."""
-    def quantize(value: float) -> int:
-        return zero_point + int(math.floor(abs(value / scale) + 0.5)) * (1 if value >= 0 else -1)
-
-    low, high = -128, 127
-    if activation in ("relu", "relu6"):
-        low = max(low, quantize(0.0))
-    if activation == "relu6":
-        high = min(high, quantize(6.0))
-    return low, high
-
-
 def fully_connected(
     x: np.ndarray,
     input_zero_point: int,

@@ -1,25 +1,27 @@
-"""`export_tflite`: Keras model -> verified int8 `.tflite` (frozen or with boot-time synthesis)."""
+"""`export_tflite`: Keras model -> verified int8 `.tflite`, as a pipeline of one module per stage.
+
+    analyze -> convert -> rewrite -> verify -> write
+    (plan)     (converter) (init subgraph, boot only; names and metadata stripped)
+                                      (TFLM reference, LiteRT on the main graph)
+                                                (model + report, both or neither)
+"""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pathlib
 
 import keras
 import numpy as np
 
 from hypertiny_keras.accounting import byte_table
-from hypertiny_keras.export.boot import add_init_subgraph
-from hypertiny_keras.export.convert import check_representative_data, convert_int8
+from hypertiny_keras.export.analyze import SYNTHESIS_MODES, analyze
+from hypertiny_keras.export.convert import convert
 from hypertiny_keras.export.flatbuffer import compact, read_model, strip, write_model
 from hypertiny_keras.export.inspect import inspect_tflite
-from hypertiny_keras.fileio import atomic_write
-from hypertiny_keras.freeze import freeze
-from hypertiny_keras.layers import HyperPointwise
-from hypertiny_keras.runtime import io_quantization, run_litert, run_tflm, tflm_arena_bytes
-
-SYNTHESIS_MODES = ("boot", "frozen")
+from hypertiny_keras.export.rewrite import add_init_subgraph, frozen_equivalent
+from hypertiny_keras.export.verify import verify
+from hypertiny_keras.export.write import write_pair
+from hypertiny_keras.runtime import tflm_arena_bytes
 
 
 class ExportVerificationError(RuntimeError):
@@ -65,8 +67,16 @@ class ExportReport:
             + ", ".join(f"{k} {v:,}" for k, v in self.bytes_by_role.items() if v),
             f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}); "
             f"generated weights in RAM {self.generated_weight_ram_bytes:,} B",
-            f"  verified on {v['samples']} samples: TFLM vs LiteRT max {v['tflm_vs_litert_max_steps']} step(s), "
-            f"exact {100 * v['tflm_vs_litert_exact_rate']:.2f}%; int8 vs Keras float max "
+            f"  verified on {v['samples']} samples: main graph TFLM vs LiteRT max {v['tflm_vs_litert_max_steps']:.0f} "
+            f"step(s), exact {100 * v['tflm_vs_litert_exact_rate']:.2f}%; "
+            + (
+                ""
+                if v["boot_vs_frozen_identical"] is None
+                else "boot vs frozen in TFLM "
+                + ("identical" if v["boot_vs_frozen_identical"] else f"max {v['boot_vs_frozen_max_steps']:.0f} steps")
+                + "; "
+            )
+            + "int8 vs Keras float max "
             f"{v['tflm_vs_float_max_steps']:.2f} steps (p99 {v['tflm_vs_float_p99_steps']:.2f})"
             + (
                 f", top-1 agreement {100 * v['tflm_vs_float_top1']:.1f}%"
@@ -79,59 +89,6 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _verify(model: keras.Model, data: bytes, x: np.ndarray, tolerance_steps: float, arena: int):
-    input_q, output_q = io_quantization(data)
-    x_model = input_q.quantize(x)
-    tflm = run_tflm(data, x_model, arena)
-    litert = run_litert(data, x_model)
-    reference = np.asarray(model.predict(x, verbose=0), np.float64)
-    step = output_q.scale or (float(reference.max() - reference.min()) / 255.0 or 1.0)
-    if output_q.dtype == np.float32:
-        runtime_steps = np.abs(tflm.outputs.astype(np.float64) - litert.outputs) / step
-    else:
-        runtime_steps = np.abs(tflm.outputs.astype(np.int64) - litert.outputs.astype(np.int64))
-    tflm_float = output_q.dequantize(tflm.outputs).reshape(reference.shape)
-    float_steps = np.abs(tflm_float - reference) / step
-    top1 = None
-    if reference.shape[-1] > 1:
-        top1 = float(np.mean(tflm_float.argmax(-1) == reference.argmax(-1)))
-    verification = {
-        "samples": int(len(x)),
-        "tflm_vs_litert_max_steps": float(runtime_steps.max()),
-        "tflm_vs_litert_exact_rate": float(np.mean(runtime_steps == 0)),
-        "tflm_vs_float_max_steps": float(float_steps.max()),
-        "tflm_vs_float_p99_steps": float(np.percentile(float_steps, 99)),
-        "tflm_vs_float_mean_steps": float(float_steps.mean()),
-        "tflm_vs_float_top1": top1,
-        "litert_vs_tflm_top1": float(
-            np.mean(
-                output_q.dequantize(litert.outputs).reshape(reference.shape).argmax(-1)
-                == tflm_float.argmax(-1)
-            )
-        ),
-        "output_step": float(step),
-        "litert_kernels": "reference (BUILTIN_REF)",
-        "tolerance_steps": float(tolerance_steps),
-    }
-    problems = []
-    if verification["tflm_vs_litert_max_steps"] > 1:
-        problems.append(
-            f"TFLM and LiteRT differ by {verification['tflm_vs_litert_max_steps']:.0f} output steps (limit 1)"
-        )
-    if verification["tflm_vs_float_p99_steps"] > tolerance_steps:
-        problems.append(
-            f"int8 outputs in TFLM are {verification['tflm_vs_float_p99_steps']:.1f} output steps from the "
-            f"Keras float model at the 99th percentile (limit {tolerance_steps})"
-        )
-    timing = {
-        "tflm_first": tflm.first_invoke_s * 1e6,
-        "tflm_median": tflm.median_invoke_s * 1e6,
-        "litert_first": litert.first_invoke_s * 1e6,
-        "litert_median": litert.median_invoke_s * 1e6,
-    }
-    return verification, timing, problems
-
-
 def export_tflite(
     model: keras.Model,
     representative_data: np.ndarray,
@@ -142,6 +99,7 @@ def export_tflite(
     keep_metadata: bool = False,
     verify_samples: int = 64,
     tolerance_steps: float = 64.0,
+    allow_inexact: bool = False,
 ) -> ExportReport:
     """Export `model` to a full-integer int8 `.tflite` and verify it before writing.
 
@@ -165,48 +123,66 @@ def export_tflite(
             model. The default (a quarter of the int8 range) rejects broken
             files, not quantization error: a trained Apnea-ECG model's plain
             converter output was measured 30 steps away at the 99th percentile.
+        allow_inexact: boot only. Write the file even where the device cannot
+            synthesise a generated kernel exactly (the report then gives the
+            misses per layer and the measured boot vs frozen difference).
+            By default such a model is refused, naming the layers.
 
     Returns:
         The `ExportReport`.
 
     Raises:
-        ValueError: bad arguments (shape, dtype, NaN, synthesis mode, a boot
-            export of a model with no `HyperPointwise`, an unwritable path).
-        ExportVerificationError: TFLM and LiteRT disagree by more than one
-            output step, or the int8 model is too far from the float one.
+        ExportError (a ValueError): bad input, found before conversion by
+            `analyze` (shape, dtype, NaN data or weights, synthesis mode, a
+            boot export of a model with no `HyperPointwise`, several inputs,
+            outputs or generators, unwritable or clashing paths), a model
+            the converter refuses, or a boot model whose kernels the device
+            cannot synthesise exactly (`BootExportError`).
+        ExportVerificationError: the main graph differs by more than one
+            output step between TFLM and LiteRT, the boot file differs from
+            the frozen one in TFLM, or the int8 model is too far from the
+            float one.
     """
-    if synthesis not in SYNTHESIS_MODES:
-        raise ValueError(f"synthesis must be one of {SYNTHESIS_MODES}, got {synthesis!r}")
-    path = pathlib.Path(path)
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise ValueError(f"cannot write {path}: {path.parent} is not a writable directory")
-    x = check_representative_data(model, representative_data)
-    generated = any(isinstance(layer, HyperPointwise) for layer in model.layers)
-    if synthesis == "boot" and not generated:
-        raise ValueError(f"boot export needs HyperPointwise layers; model {model.name!r} has none")
+    plan = analyze(
+        model, representative_data, path, synthesis, io_dtype, per_channel, keep_metadata, verify_samples,
+        tolerance_steps, allow_inexact,
+    )
+    converted = convert(plan)
 
-    converted = convert_int8(freeze(model) if generated else model, x, io_dtype)
-    flat = read_model(converted)
-    layers = add_init_subgraph(flat, model, per_channel) if synthesis == "boot" else []
-    compact(flat)
-    unstripped = len(write_model(flat))
-    if not keep_metadata:
-        strip(flat)
+    def finish(flat) -> tuple[bytes, int]:
+        """The file's bytes (names stripped unless kept) and how many bytes stripping removed."""
         compact(flat)
-    data = write_model(flat)
+        unstripped = len(write_model(flat))
+        if not plan.keep_metadata:
+            strip(flat)
+            compact(flat)
+        data = write_model(flat)
+        return data, unstripped - len(data)
 
-    arena = tflm_arena_bytes(data)
-    verification, timing, problems = _verify(model, data, x[:verify_samples], tolerance_steps, arena)
+    frozen, frozen_stripped = finish(read_model(converted))
+    layers, main_graph = [], None
+    data, stripped = frozen, frozen_stripped
+    if plan.synthesis == "boot":
+        flat = read_model(converted)
+        rewrite = add_init_subgraph(flat, plan.layers, plan.per_channel, plan.allow_inexact)
+        layers = rewrite.layers
+        main_graph, _ = finish(frozen_equivalent(flat, rewrite))
+        data, stripped = finish(flat)
+
+    arena = tflm_arena_bytes(data, name=str(plan.path))
+    verification, timing, problems = verify(
+        plan, data, arena, main_graph, frozen if plan.synthesis == "boot" and plan.per_channel else None
+    )
     if problems:
-        raise ExportVerificationError(f"{path.name} not written: " + "; ".join(problems))
+        raise ExportVerificationError(f"{plan.path.name} not written: " + "; ".join(problems))
     info = inspect_tflite(data)
     report = ExportReport(
-        path=str(path),
-        synthesis=synthesis,
-        io_dtype=io_dtype,
-        per_channel=per_channel,
+        path=str(plan.path),
+        synthesis=plan.synthesis,
+        io_dtype=plan.io_dtype,
+        per_channel=plan.per_channel,
         file_bytes=len(data),
-        stripped_bytes=unstripped - len(data),
+        stripped_bytes=stripped,
         bytes_by_role=info["bytes_by_role"],
         operators=[sg["operators"] for sg in info["subgraphs"]],
         arena_bytes=arena,
@@ -217,6 +193,5 @@ def export_tflite(
         timing_us=timing,
         packed_bytes=byte_table(model).to_dict(),
     )
-    atomic_write(path, data)
-    atomic_write(path.with_suffix(".json"), json.dumps(report.to_dict(), indent=2).encode())
+    write_pair(plan.path, data, plan.report_path, report.to_dict())
     return report

@@ -4,8 +4,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from hypertiny_keras import activations
+
 #: Activations that lower to a fused activation of TFLite FULLY_CONNECTED.
-GENERATOR_ACTIVATIONS = ("relu", "relu6", "linear")
+GENERATOR_ACTIVATIONS = tuple(activations.ACTIVATIONS)
 
 
 @keras.saving.register_keras_serializable(package="hypertiny")
@@ -51,11 +53,7 @@ class PointwiseGenerator(keras.layers.Layer):
             raise ValueError(
                 f"code_dim and hidden_dim must be >= 1, got {code_dim}, {hidden_dim}"
             )
-        if activation not in GENERATOR_ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {GENERATOR_ACTIVATIONS} (they lower to "
-                f"TFLite FULLY_CONNECTED), got {activation!r}"
-            )
+        activations.get(activation)  # raises ValueError naming the choices
         if rank is not None and int(rank) < 1:
             raise ValueError(f"rank must be None or >= 1, got {rank}")
         self.code_dim = int(code_dim)
@@ -89,12 +87,7 @@ class PointwiseGenerator(keras.layers.Layer):
         self.built = True
 
     def call(self, codes):
-        h = ops.matmul(codes, self.kernel) + self.bias
-        if self.activation == "relu":
-            return ops.relu(h)
-        if self.activation == "relu6":
-            return ops.relu6(h)
-        return h
+        return activations.get(self.activation).keras(ops.matmul(codes, self.kernel) + self.bias)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.hidden_dim)

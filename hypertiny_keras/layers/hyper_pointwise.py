@@ -7,19 +7,22 @@ import keras
 from keras import ops
 from keras.src.backend.common import global_state
 
+from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers.generator import PointwiseGenerator
 
-#: Head modes: `dense` stores H_l (d_h x C_out*C_in, Eq. 2); `factorized`
-#: stores A_l (r x C_out*C_in) and uses the generator's shared basis B (Eq. 3).
-HEAD_MODES = ("dense", "factorized")
+#: Names of the registered kernel generators (`dense`: H_l of d_h x C_out*C_in,
+#: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3).
+HEAD_MODES = kernel_generators.names()
 
 
 @keras.saving.register_keras_serializable(package="hypertiny")
 class HyperPointwise(keras.layers.Layer):
     """Pointwise (1x1) convolution with a generated kernel.
 
-    The kernel is never a trainable tensor of its own. The layer stores a code
-    `z_l` (shape `(d_z,)`), a head and a bias; the kernel is
+    The kernel is never a trainable tensor of its own. How it is made is a
+    kernel generator of `hypertiny_keras.kernel_generators`, chosen by name
+    with `head`; with the built-in kinds the layer stores a code `z_l`
+    (shape `(d_z,)`), a head and a bias, and the kernel is
 
     - `dense`:      `W_l = reshape(g(z_l) @ head)`, head `(d_h, C_out*C_in)`
     - `factorized`: `W_l = reshape(g(z_l) @ B @ head)`, head `(r, C_out*C_in)`,
@@ -35,7 +38,8 @@ class HyperPointwise(keras.layers.Layer):
     Args:
         filters: C_out, number of output channels.
         generator: the shared `PointwiseGenerator`.
-        head: `"dense"` or `"factorized"` (needs `generator.rank`).
+        head: a kernel generator name (`"dense"`, `"factorized"`, which needs
+            `generator.rank`), its `serialize` config, or an instance.
         activation: activation applied to the output, as in `Conv1D`.
         use_bias: whether the layer adds a bias of shape `(filters,)`.
         code_initializer: initializer of the code `z_l`.
@@ -69,16 +73,10 @@ class HyperPointwise(keras.layers.Layer):
             raise TypeError(
                 f"generator must be a PointwiseGenerator, got {type(generator).__name__}"
             )
-        if head not in HEAD_MODES:
-            raise ValueError(f"head must be one of {HEAD_MODES}, got {head!r}")
-        if head == "factorized" and generator.rank is None:
-            raise ValueError(
-                "head='factorized' needs a generator with a shared basis: "
-                "PointwiseGenerator(..., rank=r)"
-            )
+        self.kernel_generator = kernel_generators.get(head)
+        self.kernel_generator.check(generator)
         self.filters = int(filters)
         self.generator = generator
-        self.head_mode = head
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.code_initializer = (
@@ -93,11 +91,9 @@ class HyperPointwise(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     @property
-    def head_rows(self) -> int:
-        """Length of the vector the head consumes: d_h (dense) or r (factorized)."""
-        if self.head_mode == "dense":
-            return self.generator.hidden_dim
-        return self.generator.rank
+    def head_mode(self) -> str:
+        """Name of the layer's kernel generator, e.g. `"dense"`."""
+        return self.kernel_generator.name
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
@@ -106,18 +102,7 @@ class HyperPointwise(keras.layers.Layer):
         self.in_channels = int(in_channels)
         if not self.generator.built:
             self.generator.build((1, self.generator.code_dim))
-        self.code = self.add_weight(
-            name="code", shape=(self.generator.code_dim,), initializer=self.code_initializer
-        )
-        self.head = self.add_weight(
-            name="head",
-            shape=(self.head_rows, self.filters * self.in_channels),
-            initializer=self.head_initializer or keras.initializers.RandomNormal(stddev=1.0),
-        )
-        if self.head_initializer is None:
-            target = math.sqrt(2.0 / (self.in_channels + self.filters))
-            norm = float(ops.convert_to_numpy(ops.norm(self.head_input())))
-            self.head.assign(self.head * (target / max(norm, 1e-6)))
+        self.kernel_generator.build(self)
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -126,16 +111,9 @@ class HyperPointwise(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.in_channels})
         self.built = True
 
-    def head_input(self):
-        """What the head multiplies: `g(z_l)` (dense) or `g(z_l) @ B` (factorized), shape `(1, rows)`."""
-        h = self.generator(ops.expand_dims(self.code, 0))
-        if self.head_mode == "factorized":
-            h = ops.matmul(h, self.generator.basis)
-        return h
-
     def generated_kernel(self):
         """The generated kernel `W_l`, shape `(filters, C_in)` (TFLite OHWI order, H = W = 1)."""
-        return ops.reshape(ops.matmul(self.head_input(), self.head), (self.filters, self.in_channels))
+        return self.kernel_generator.kernel(self)
 
     def call(self, inputs):
         y = ops.matmul(inputs, ops.transpose(self.generated_kernel()))
@@ -147,8 +125,8 @@ class HyperPointwise(keras.layers.Layer):
         return (*input_shape[:-1], self.filters)
 
     def count_params(self) -> int:
-        """Values this layer stores itself (code, head, bias); the shared generator is not included."""
-        own = [self.code, self.head] + ([self.bias] if self.use_bias else [])
+        """Values this layer stores itself (e.g. code, head, bias); the shared generator is not included."""
+        own = [w for _, w in self.kernel_generator.stored(self)] + ([self.bias] if self.use_bias else [])
         return int(sum(math.prod(w.shape) for w in own))
 
     def get_config(self):
@@ -156,7 +134,7 @@ class HyperPointwise(keras.layers.Layer):
             **super().get_config(),
             "filters": self.filters,
             "generator": keras.saving.serialize_keras_object(self.generator),
-            "head": self.head_mode,
+            "head": kernel_generators.serialize(self.kernel_generator),
             "activation": keras.activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "code_initializer": keras.initializers.serialize(self.code_initializer),
@@ -171,11 +149,11 @@ class HyperPointwise(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["generator"] = _shared_generator(config["generator"])
+        config["generator"] = _shared_generator(config["generator"], config.get("name", "?"))
         return cls(**config)
 
 
-def _shared_generator(generator_config: dict) -> PointwiseGenerator:
+def _shared_generator(generator_config: dict, layer_name: str) -> PointwiseGenerator:
     """Deserialize a generator once per `keras.saving.load_model` call.
 
     Every layer's config carries its generator in full. Keras's own
@@ -184,13 +162,37 @@ def _shared_generator(generator_config: dict) -> PointwiseGenerator:
     sharing is restored here by generator name, inside the object-sharing
     scope that `load_model` opens. Outside that scope (e.g. `clone_model`)
     each layer gets a generator of its own.
+
+    Raises:
+        ValueError: when two layers carry the same generator name with
+            different settings (the file was edited or assembled from
+            different models), naming both layers.
     """
     shared = global_state.get_global_attribute("shared_objects/id_to_obj_map")
-    key = ("hypertiny.PointwiseGenerator", generator_config["config"]["name"])
+    config = _without_sharing_ids(generator_config)
+    key = ("hypertiny.PointwiseGenerator", config["config"]["name"])
     if shared is not None and key in shared:
-        return shared[key]
-    config = {k: v for k, v in generator_config.items() if k != "shared_object_id"}
+        generator, first_config, first_layer = shared[key]
+        if config != first_config:
+            changed = sorted(
+                k for k in set(config["config"]) | set(first_config["config"])
+                if config["config"].get(k) != first_config["config"].get(k)
+            )
+            raise ValueError(
+                f"layers {first_layer!r} and {layer_name!r} share generator {key[1]!r} but their saved "
+                f"generator configs differ in {', '.join(changed) or 'class'}; one model has one shared generator"
+            )
+        return generator
     generator = keras.saving.deserialize_keras_object(config)
     if shared is not None:
-        shared[key] = generator
+        shared[key] = (generator, config, layer_name)
     return generator
+
+
+def _without_sharing_ids(config):
+    """`config` with Keras's `shared_object_id` entries removed at every depth."""
+    if isinstance(config, dict):
+        return {k: _without_sharing_ids(v) for k, v in config.items() if k != "shared_object_id"}
+    if isinstance(config, list):
+        return [_without_sharing_ids(v) for v in config]
+    return config

@@ -22,7 +22,8 @@ import keras
 import numpy as np
 
 from hypertiny_keras.accounting import ByteTable, byte_table
-from hypertiny_keras.losses import hyper_layers, regularized_matrices
+from hypertiny_keras.layers import generated_layers
+from hypertiny_keras.losses import regularized_matrices
 from hypertiny_keras.training.checkpoint import copy_model
 
 
@@ -67,7 +68,7 @@ def packed_variables(model: keras.Model) -> list:
     """The variables `pack_model` rounds: the spectral term's matrices
     (`losses.regularized_matrices`: generator kernels and bases, once each, and
     heads) and the codes."""
-    return regularized_matrices(model) + [layer.code for layer in hyper_layers(model)]
+    return regularized_matrices(model) + [layer.code for layer in generated_layers(model)]
 
 
 def pack_model(model: keras.Model, bits: int) -> PackedModel:

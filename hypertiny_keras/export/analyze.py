@@ -1,0 +1,183 @@
+"""Stage 1 of the export, analyze: every problem of the model, data and paths, found before conversion.
+
+`analyze` returns an `ExportPlan` or raises one `ExportError` whose message
+names what is wrong (a layer, a weight, a path, a shape). Nothing after it
+should fail on the user's input; what fails later is a converter or
+verification finding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import keras
+import numpy as np
+from keras.src.models.functional import Functional
+
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, generated_layers
+
+SYNTHESIS_MODES = ("boot", "frozen")
+IO_DTYPES = ("int8", "float32")
+
+
+class ExportError(ValueError):
+    """The model, its data or the paths cannot be exported; nothing was written."""
+
+
+@dataclasses.dataclass
+class ExportPlan:
+    """What `analyze` found and checked: the inputs of every later stage.
+
+    `x` is the representative data as float32 `(n, *input_shape[1:])`;
+    `layers` the generated layers in model order (nested models included);
+    `generator` their one shared `PointwiseGenerator` (or `None`).
+    """
+
+    model: keras.Model
+    x: np.ndarray
+    path: pathlib.Path
+    report_path: pathlib.Path
+    synthesis: str
+    io_dtype: str
+    per_channel: bool
+    keep_metadata: bool
+    verify_samples: int
+    tolerance_steps: float
+    allow_inexact: bool
+    layers: list[HyperPointwise]
+    generator: PointwiseGenerator | None
+
+
+def check_representative_data(model: keras.Model, data) -> np.ndarray:
+    """Validate calibration data: float, finite, shaped `(n, *model.input_shape[1:])`; returns float32."""
+    try:
+        data = np.asarray(data)
+    except (ValueError, TypeError) as error:
+        raise ExportError(f"representative_data is not an array: {error}") from None
+    if not np.issubdtype(data.dtype, np.floating):
+        raise ExportError(
+            f"representative_data must be float (the model's float inputs), got dtype {data.dtype}"
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    if data.ndim != len(expected) + 1 or tuple(data.shape[1:]) != expected or len(data) == 0:
+        raise ExportError(
+            f"representative_data must have shape (n, {', '.join(map(str, expected))}) "
+            f"with n >= 1, got {data.shape}"
+        )
+    if not np.isfinite(data).all():
+        raise ExportError("representative_data contains NaN or infinite values")
+    return data.astype(np.float32)
+
+
+def _check_paths(path) -> tuple[pathlib.Path, pathlib.Path]:
+    path = pathlib.Path(path)
+    report = path.with_suffix(".json")
+    if path.suffix.lower() == ".json" or report == path:
+        raise ExportError(f"{path}: the model path must not end in .json (the report goes beside it as .json)")
+    for target in (path, report):
+        if target.is_dir():
+            raise ExportError(f"cannot write {target}: it is a directory")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise ExportError(f"cannot write {target}: the file is not writable")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {path}: {path.parent} is not a writable directory")
+    return path, report
+
+
+def _check_structure(model: keras.Model) -> None:
+    if not isinstance(model, keras.Model):
+        raise ExportError(f"model must be a keras.Model, got {type(model).__name__}")
+    inputs, outputs = list(model.inputs or []), list(model.outputs or [])
+    if len(inputs) != 1:
+        raise ExportError(
+            f"model {model.name!r} has {len(inputs)} inputs ({', '.join(str(tuple(t.shape)) for t in inputs)}); "
+            "export supports one input only"
+        )
+    if len(outputs) != 1:
+        raise ExportError(
+            f"model {model.name!r} has {len(outputs)} outputs ({', '.join(str(tuple(t.shape)) for t in outputs)}); "
+            "export supports one output only"
+        )
+
+
+def _check_weights(model: keras.Model) -> None:
+    for layer in all_layers(model):
+        if isinstance(layer, keras.Model):
+            continue
+        for weight in layer.weights:
+            values = keras.ops.convert_to_numpy(weight)
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                raise ExportError(
+                    f"layer {layer.name!r}: weight {weight.path!r} holds {int((~np.isfinite(values)).sum())} "
+                    "NaN or infinite values"
+                )
+
+
+def _check_generated(model: keras.Model, layers: list[HyperPointwise]) -> PointwiseGenerator | None:
+    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
+        if not isinstance(inner, (Functional, keras.Sequential)):
+            raise ExportError(
+                f"{inner.name!r} is a subclassed model ({type(inner).__name__}); models with HyperPointwise "
+                "layers must be Functional or Sequential to be frozen"
+            )
+    names = [layer.name for layer in layers]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ExportError(f"generated layers must have distinct names; repeated: {', '.join(repeated)}")
+    for layer in layers:
+        rank = len(layer.input.shape)
+        if rank not in (3, 4):
+            raise ExportError(
+                f"layer {layer.name!r} has a rank-{rank} input; generated layers need 1-D (batch, steps, C) "
+                "or 2-D (batch, H, W, C) inputs"
+            )
+    generators: dict[int, tuple[PointwiseGenerator, list[str]]] = {}
+    for layer in layers:
+        if layer.kernel_generator.uses_generator:
+            generators.setdefault(id(layer.generator), (layer.generator, []))[1].append(layer.name)
+    if len(generators) > 1:
+        groups = "; ".join(f"{g.name}: {', '.join(n)}" for g, n in generators.values())
+        raise ExportError(f"boot export supports one shared generator per model, found {len(generators)} ({groups})")
+    return next(iter(generators.values()))[0] if generators else None
+
+
+def analyze(
+    model: keras.Model,
+    representative_data,
+    path: str | os.PathLike,
+    synthesis: str = "boot",
+    io_dtype: str = "int8",
+    per_channel: bool = True,
+    keep_metadata: bool = False,
+    verify_samples: int = 64,
+    tolerance_steps: float = 64.0,
+    allow_inexact: bool = False,
+) -> ExportPlan:
+    """Check everything `export_tflite` needs before it converts (see its arguments).
+
+    Raises:
+        ExportError: one message naming the first problem found.
+    """
+    if synthesis not in SYNTHESIS_MODES:
+        raise ExportError(f"synthesis must be one of {SYNTHESIS_MODES}, got {synthesis!r}")
+    if io_dtype not in IO_DTYPES:
+        raise ExportError(f"io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
+    if int(verify_samples) < 1:
+        raise ExportError(f"verify_samples must be >= 1, got {verify_samples}")
+    if not float(tolerance_steps) >= 0:  # NaN fails too
+        raise ExportError(f"tolerance_steps must be a number >= 0, got {tolerance_steps}")
+    path, report_path = _check_paths(path)
+    _check_structure(model)
+    layers = generated_layers(model)
+    if synthesis == "boot" and not layers:
+        raise ExportError(f"boot export needs HyperPointwise layers; model {model.name!r} has none")
+    generator = _check_generated(model, layers) if layers else None
+    _check_weights(model)
+    x = check_representative_data(model, representative_data)
+    return ExportPlan(
+        model=model, x=x, path=path, report_path=report_path, synthesis=synthesis, io_dtype=io_dtype,
+        per_channel=bool(per_channel), keep_metadata=bool(keep_metadata), verify_samples=int(verify_samples),
+        tolerance_steps=float(tolerance_steps), allow_inexact=bool(allow_inexact), layers=layers,
+        generator=generator,
+    )

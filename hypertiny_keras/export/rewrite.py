@@ -1,0 +1,470 @@
+"""Stage 3 of the export, rewrite: give a converted int8 model an init subgraph that generates its kernels.
+
+The TFLite converter folds every generator it sees into constants, so the
+init subgraph is written into the flatbuffer after conversion:
+
+    subgraph 0 (main)                        subgraph 1 (init, runs once)
+    CALL_ONCE(init) ------------------------> FULLY_CONNECTED(z_l, W_g, b_g) -> h_l
+    ...                                       [FULLY_CONNECTED(h_l, B) -> u_l]   factorized
+    VAR_HANDLE(l) -> READ_VARIABLE -> filter  FULLY_CONNECTED(h_l | u_l, H_l) -> w_l (zp 0)
+    CONV_2D(x, filter, bias)                  RESHAPE(w_l) -> VAR_HANDLE(l) -> ASSIGN_VARIABLE
+
+Generated filters are symmetric int8 (zero point 0) with their scales fixed
+in the file. What each layer's init operators are is its kernel generator's
+business (`kernel_generators`): it calls the `Emitter` of this module, which
+quantizes intermediate steps, emulates the device arithmetic bit-exactly
+(`fixed_point`), and solves the last step's int8 weights so that the
+synthesised kernel equals its target exactly: the converter's own
+per-channel int8 filter (default, so boot and frozen files compute the same
+thing), or the kernel rounded to one per-tensor scale. A layer whose target
+cannot be reached exactly is refused, naming the layer, unless the caller
+accepts the measured difference (`allow_inexact`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+from keras import ops
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from hypertiny_keras import activations
+from hypertiny_keras.export import fixed_point
+from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, compact, operator_code
+
+OPS = schema.BuiltinOperator
+INT8, INT32, RESOURCE = schema.TensorType.INT8, schema.TensorType.INT32, schema.TensorType.RESOURCE
+_FC_VERSION = 4  # int8 FULLY_CONNECTED; the converter's version is reused when present
+_HEAD_HEADROOM = 100  # largest |weight| of a solved step before compensation, in int8 steps
+_FINE = 0.999  # a solved step moves its output by at most this many steps per weight step
+
+
+class BootExportError(ValueError):
+    """The converted model cannot be given an init subgraph that computes its kernels exactly."""
+
+
+@dataclasses.dataclass
+class GeneratedLayer:
+    """What the rewrite did to one generated layer.
+
+    `exact_fraction` is the share of kernel values the device synthesises
+    exactly equal to the target int8 filter; `max_error_lsb` the largest miss
+    (filter steps); `kernel_error_lsb` the largest distance of the
+    synthesised kernel from the float kernel (steps of its own scale).
+    """
+
+    name: str
+    filters: int
+    in_channels: int
+    head_mode: str
+    filter_scales: list[float]
+    exact_fraction: float
+    max_error_lsb: int
+    kernel_error_lsb: float
+
+
+@dataclasses.dataclass
+class Rewrite:
+    """The result of `add_init_subgraph`: per-layer figures and the int8 filters the device computes.
+
+    `filters` maps each rewritten CONV_2D filter (by layer name) to the int8
+    values `(C_out, 1, 1, C_in)` the init subgraph synthesises, with their
+    scales; `frozen_equivalent` stores them as constants.
+    """
+
+    layers: list[GeneratedLayer]
+    filters: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass
+class Activations:
+    """An int8 tensor of the init subgraph: its index, the values the device computes, scale, zero point."""
+
+    tensor: int
+    values: np.ndarray
+    scale: float
+    zero_point: int
+
+    def centered(self) -> np.ndarray:
+        return self.values.astype(np.int64) - self.zero_point
+
+
+def _numpy(variable) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(variable), np.float64)
+
+
+def _symmetric(x: np.ndarray, levels: float = 127.0) -> tuple[np.ndarray, float]:
+    """Per-tensor symmetric int8: values and scale (largest |x| maps to `levels`)."""
+    scale = float(np.float32(max(float(np.abs(x).max(initial=0.0)) / levels, 1e-12)))
+    return np.clip(np.round(x / scale), -127, 127).astype(np.int8), scale
+
+
+def _activation_quantization(x: np.ndarray) -> tuple[float, int]:
+    """Asymmetric int8 (scale, zero point) that covers `x` and 0."""
+    low, high = min(0.0, float(x.min())), max(0.0, float(x.max()))
+    scale = float(np.float32(max((high - low) / 255.0, 1e-12)))
+    return scale, int(np.clip(np.round(-128 - low / scale), -128, 127))
+
+
+def _quantization(scale, zero_point=0) -> schema.QuantizationParametersT:
+    params = schema.QuantizationParametersT()
+    params.scale = np.atleast_1d(np.asarray(scale, np.float32))
+    params.zeroPoint = np.broadcast_to(np.asarray(zero_point, np.int64), params.scale.shape).copy()
+    params.quantizedDimension = 0
+    return params
+
+
+class _Writer:
+    """Appends tensors, buffers and operators to a `ModelT`."""
+
+    def __init__(self, model: schema.ModelT):
+        self.model = model
+        versions = [
+            code.version
+            for code in model.operatorCodes
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == OPS.FULLY_CONNECTED
+        ]
+        self.fc_version = max(versions, default=_FC_VERSION)
+
+    def buffer(self, array: np.ndarray | None) -> int:
+        if array is None:
+            return 0
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
+        self.model.buffers.append(buffer)
+        return len(self.model.buffers) - 1
+
+    def tensor(self, subgraph, name, shape, dtype, data=None, quantization=None) -> int:
+        tensor = schema.TensorT()
+        tensor.name = name.encode()
+        tensor.shape = np.asarray(shape, np.int32)
+        tensor.type = dtype
+        tensor.buffer = self.buffer(data)
+        tensor.quantization = quantization
+        subgraph.tensors.append(tensor)
+        return len(subgraph.tensors) - 1
+
+    def op(self, code, inputs, outputs, options_type=0, options=None, version=1):
+        op = schema.OperatorT()
+        op.opcodeIndex = operator_code(self.model, code, version)
+        op.inputs = np.asarray(inputs, np.int32)
+        op.outputs = np.asarray(outputs, np.int32)
+        op.builtinOptionsType = options_type
+        op.builtinOptions = options
+        return op
+
+    def fully_connected(self, subgraph, inputs, output, fused: int) -> None:
+        options = schema.FullyConnectedOptionsT()
+        options.fusedActivationFunction = fused
+        subgraph.operators.append(
+            self.op(OPS.FULLY_CONNECTED, inputs, [output], schema.BuiltinOptions.FullyConnectedOptions,
+                    options, self.fc_version)
+        )
+
+    def var_handle(self, subgraph, name: str) -> tuple[schema.OperatorT, int]:
+        options = schema.VarHandleOptionsT()
+        options.container = b""
+        options.sharedName = f"hypertiny/{name}".encode()
+        resource = self.tensor(subgraph, f"{name}/resource", [], RESOURCE)
+        op = self.op(OPS.VAR_HANDLE, [], [resource], schema.BuiltinOptions.VarHandleOptions, options)
+        return op, resource
+
+
+def solve_step(real: np.ndarray, x: np.ndarray, targets: np.ndarray, multiplier) -> np.ndarray:
+    """int8 weights `(outputs, len(x))` whose FULLY_CONNECTED output on `x` equals `targets` where possible.
+
+    Starts from `round(real)` and moves each row's accumulator to the
+    accumulator that maps to its target (greedily, adjusting the weights
+    that meet the largest inputs first: with a multiplier of at most
+    `_FINE / min |x|` the last adjustment always lands when no weight
+    saturates); rows still outside are then searched exhaustively over
+    +-4 on the three weights that meet the smallest inputs.
+    """
+    head = np.clip(np.round(real), -127, 127).astype(np.int64)
+    low, high = fixed_point.accumulator_interval(targets, multiplier)
+    q, shift = multiplier
+    m = q * 2.0**shift / 2.0**31
+    goal = np.clip(np.round(targets / m), low, high).astype(np.int64)
+    order = [j for j in np.argsort(-np.abs(x), kind="stable") if x[j] != 0]
+    for j in order:
+        step = np.round((goal - head @ x) / x[j]).astype(np.int64)
+        head[:, j] = np.clip(head[:, j] + step, -127, 127)
+    acc = head @ x
+    missing = np.flatnonzero((acc < low) | (acc > high))
+    fine = order[-3:]
+    if missing.size and fine:
+        grid = np.stack(np.meshgrid(*[np.arange(-4, 5)] * len(fine), indexing="ij"), -1).reshape(-1, len(fine))
+        candidates = acc[missing, None] + grid @ x[fine]  # (rows, combos)
+        entries = head[missing][:, fine][:, None, :] + grid[None]  # (rows, combos, k)
+        valid = (candidates >= low[missing, None]) & (candidates <= high[missing, None])
+        valid &= np.all(np.abs(entries) <= 127, axis=-1)
+        distance = np.where(valid, np.abs(candidates - goal[missing, None]), np.iinfo(np.int64).max)
+        best = distance.argmin(1)
+        solved = valid[np.arange(missing.size), best]
+        rows = missing[solved]
+        head[np.ix_(rows, fine)] = entries[solved, best[solved]]
+    return head.astype(np.int8)
+
+
+class Emitter:
+    """Writes the init subgraph; kernel generators call it to emit their steps.
+
+    Every step is int8 FULLY_CONNECTED. The values the device computes are
+    emulated as the file is written, so each step's output quantization is
+    fitted to what it really receives, and the last step of each layer is
+    solved for its exact int8 target.
+    """
+
+    def __init__(self, model: schema.ModelT, layers):
+        self.model = model
+        self.writer = _Writer(model)
+        self.init = schema.SubGraphT()
+        self.init.name, self.init.tensors, self.init.operators = b"hypertiny_init", [], []
+        self.init.inputs, self.init.outputs = [], []
+        self.shared: dict[str, tuple[int, np.ndarray, float]] = {}
+        generators = {id(layer.generator): layer.generator for layer in layers if layer.kernel_generator.uses_generator}
+        self.generator = next(iter(generators.values()), None)
+        if self.generator is not None:
+            # One scale for all codes, so that one int32 bias serves every layer.
+            codes = np.concatenate([_numpy(layer.code) for layer in layers if layer.kernel_generator.uses_generator])
+            _, self.code_scale = _symmetric(codes)
+
+    def _constant(self, key: str, matrix: np.ndarray) -> tuple[int, np.ndarray, float]:
+        """A symmetric int8 constant `(out, in)`, written once per `key`."""
+        if key not in self.shared:
+            values, scale = _symmetric(matrix)
+            index = self.writer.tensor(self.init, key, values.shape, INT8, values, _quantization(scale))
+            self.shared[key] = (index, values, scale)
+        return self.shared[key]
+
+    def generator_output(self, layer) -> Activations:
+        """h_l = g(z_l): FULLY_CONNECTED of the layer's code with the shared generator `(d_h,)`."""
+        generator = self.generator
+        activation = activations.get(generator.activation)
+        t_kernel, kernel, kernel_scale = self._constant("generator/kernel", _numpy(generator.kernel).T)
+        bias_scale = float(np.float32(self.code_scale) * np.float32(kernel_scale))
+        if "generator/bias" not in self.shared:
+            bias = np.round(_numpy(generator.bias) / bias_scale).astype(np.int32)
+            index = self.writer.tensor(self.init, "generator/bias", bias.shape, INT32, bias, _quantization(bias_scale))
+            self.shared["generator/bias"] = (index, bias, bias_scale)
+        t_bias, bias, _ = self.shared["generator/bias"]
+        z = np.clip(np.round(_numpy(layer.code) / self.code_scale), -127, 127).astype(np.int8)
+        h_float = activation.numpy((z * self.code_scale) @ (kernel.T * kernel_scale) + bias * bias_scale)
+        h_scale, h_zero = _activation_quantization(h_float)
+        h = fixed_point.fully_connected(
+            z, 0, kernel, bias, fixed_point.tflm_multiplier(self.code_scale, kernel_scale, h_scale), h_zero,
+            activation.int8_range(h_scale, h_zero),
+        )
+        t_z = self.writer.tensor(self.init, f"{layer.name}/code", [1, z.size], INT8, z, _quantization(self.code_scale))
+        t_h = self.writer.tensor(self.init, f"{layer.name}/h", [1, h.size], INT8, None, _quantization(h_scale, h_zero))
+        self.writer.fully_connected(self.init, [t_z, t_kernel, t_bias], t_h, activation.fused)
+        return Activations(t_h, h, h_scale, h_zero)
+
+    def fully_connected(self, key: str, source: Activations, weights) -> Activations:
+        """`source @ weights` with a weight matrix `(in, out)` shared under `key` (no bias, no activation)."""
+        t_weights, values, scale = self._constant(key, _numpy(weights).T)
+        out_float = (source.centered() * source.scale) @ (values.T * scale)
+        out_scale, out_zero = _activation_quantization(out_float)
+        out = fixed_point.fully_connected(
+            source.values, source.zero_point, values, None,
+            fixed_point.tflm_multiplier(source.scale, scale, out_scale), out_zero,
+        )
+        name = f"{key}/{source.tensor}"
+        t_out = self.writer.tensor(self.init, name, [1, out.size], INT8, None, _quantization(out_scale, out_zero))
+        self.writer.fully_connected(self.init, [source.tensor, t_weights, -1], t_out, 0)
+        return Activations(t_out, out, out_scale, out_zero)
+
+    def exact_fully_connected(self, name: str, source: Activations, weights, target, value_scales):
+        """The last step: `source @ weights` `(in, C_out*C_in)`, its int8 weights solved to give `target`.
+
+        Returns:
+            (tensor index of the int8 output `(1, C_out*C_in)`, the values the device computes).
+        """
+        x = source.centered()
+        real = (source.scale * _numpy(weights).T) * value_scales[:, None]  # target steps per input step
+        nonzero = np.abs(x[x != 0])
+        candidates = [float(np.abs(real).max(initial=0.0)) / _HEAD_HEADROOM]
+        if nonzero.size:
+            candidates.append(_FINE / float(nonzero.min()))
+        m = min(c for c in candidates if c > 0) if any(c > 0 for c in candidates) else 1.0
+        weight_scale = float(np.float32(m / source.scale))
+        multiplier = fixed_point.tflm_multiplier(source.scale, weight_scale, 1.0)
+        real_int = real / float(np.float32(source.scale) * np.float32(weight_scale))
+        head = solve_step(real_int, x, np.asarray(target, np.int64), multiplier)
+        synthesised = fixed_point.fully_connected(source.values, source.zero_point, head, None, multiplier, 0)
+        t_head = self.writer.tensor(self.init, f"{name}/head", head.shape, INT8, head, _quantization(weight_scale))
+        t_w = self.writer.tensor(self.init, f"{name}/w", [1, head.shape[0]], INT8, None, _quantization(1.0))
+        self.writer.fully_connected(self.init, [source.tensor, t_head, -1], t_w, 0)
+        return t_w, synthesised
+
+
+def _stored_filter(model, subgraph, op) -> tuple[np.ndarray, np.ndarray]:
+    """int8 filter `(C_out, C_in)` of a 1x1 CONV_2D and its per-channel scales `(C_out,)`."""
+    tensor = subgraph.tensors[op.inputs[1]]
+    cout = int(tensor.shape[0])
+    q = np.frombuffer(buffer_bytes(model, tensor), np.int8).reshape(cout, -1)
+    scales = np.broadcast_to(np.asarray(tensor.quantization.scale, np.float64), (cout,))
+    return q, scales
+
+
+def _match_convs(model, kernels: dict[str, np.ndarray]) -> dict[str, tuple[schema.OperatorT, np.ndarray]]:
+    """Find the CONV_2D that holds each generated kernel, and the per-channel factor folded into it.
+
+    The converter may fold a following BatchNormalization into the filter,
+    so a stored filter row is `a_c * W_l[c]`; `a_c` is fitted and accepted
+    when every value is within one quantization step.
+    """
+    main = model.subgraphs[0]
+    candidates = [
+        op
+        for op in main.operators
+        if builtin_code(model, op) == OPS.CONV_2D
+        and [int(v) for v in main.tensors[op.inputs[1]].shape[1:3]] == [1, 1]
+        and buffer_bytes(model, main.tensors[op.inputs[1]])
+    ]
+    matches, taken = {}, set()
+    for name, kernel in kernels.items():
+        best = None
+        for op in candidates:
+            shape = [int(v) for v in main.tensors[op.inputs[1]].shape]
+            if id(op) in taken or shape != [kernel.shape[0], 1, 1, kernel.shape[1]]:
+                continue
+            q, scales = _stored_filter(model, main, op)
+            stored = q * scales[:, None]
+            norms = (kernel * kernel).sum(1)
+            factor = np.where(norms > 0, (stored * kernel).sum(1) / np.maximum(norms, 1e-30), 1.0)
+            error = float((np.abs(stored - factor[:, None] * kernel) / scales[:, None]).max())
+            if best is None or error < best[0]:
+                best = (error, op, factor)
+        if best is None or best[0] > 1.0:
+            raise BootExportError(
+                f"no CONV_2D in the converted model holds the kernel of {name!r} "
+                f"(best fit {best[0] if best else float('inf'):.2f} quantization steps)"
+            )
+        taken.add(id(best[1]))
+        matches[name] = (best[1], best[2])
+    return matches
+
+
+def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, allow_inexact: bool = False) -> Rewrite:
+    """Rewrite `model` (converted from the frozen Keras model) in place for boot-time synthesis.
+
+    Args:
+        model: the converter's full-integer model of the frozen Keras model.
+        layers: the model's `HyperPointwise` layers (`layers.generated_layers`), in model order.
+        per_channel: synthesise exactly the converter's per-channel int8
+            filter (one scale per output channel; the convolution is then
+            identical to the frozen file's). `False`: one scale per filter.
+        allow_inexact: write the file even where the device cannot
+            synthesise a layer's target exactly (the misses are reported).
+
+    Raises:
+        BootExportError: no CONV_2D holds a generated kernel, or (unless
+            `allow_inexact`) a layer's kernel is not synthesised exactly.
+    """
+    if not layers:
+        raise BootExportError("the model has no HyperPointwise layer")
+    kernels = {layer.name: _numpy(layer.generated_kernel()) for layer in layers}
+    matches = _match_convs(model, kernels)
+    emitter = Emitter(model, layers)
+    writer, init, main = emitter.writer, emitter.init, model.subgraphs[0]
+    model.subgraphs.append(init)
+
+    report, filters, reads, inexact = [], {}, {}, []
+    for layer in layers:
+        name = layer.name
+        conv, factor = matches[name]
+        cout, cin = kernels[name].shape
+        stored, stored_scales = _stored_filter(model, main, conv)
+        target_kernel = kernels[name] * factor[:, None]
+        if per_channel:
+            filter_scales, target = stored_scales, stored.astype(np.int64)
+        else:
+            target, scale = _symmetric(target_kernel)
+            filter_scales, target = np.full(1, scale), target.astype(np.int64)
+        row_scales = np.broadcast_to(filter_scales, (cout,))
+        value_scales = np.repeat(factor / row_scales, cin)  # float kernel value -> target steps
+        t_w, synthesised = layer.kernel_generator.emit(emitter, layer, target.reshape(-1), value_scales)
+        synthesised = np.asarray(synthesised, np.int64).reshape(cout, cin)
+
+        t_shape = writer.tensor(init, f"{name}/shape", [4], INT32, np.array([cout, 1, 1, cin], np.int32))
+        # The init side only moves bytes: one scale there; the filter scales sit on the reader.
+        t_w4 = writer.tensor(init, f"{name}/filter", [cout, 1, 1, cin], INT8, None, _quantization(1.0))
+        reshape = schema.ReshapeOptionsT()
+        reshape.newShape = [cout, 1, 1, cin]
+        init.operators.append(writer.op(OPS.RESHAPE, [t_w, t_shape], [t_w4], schema.BuiltinOptions.ReshapeOptions, reshape))
+        handle, t_resource = writer.var_handle(init, name)
+        assign = writer.op(OPS.ASSIGN_VARIABLE, [t_resource, t_w4], [], schema.BuiltinOptions.AssignVariableOptions,
+                           schema.AssignVariableOptionsT())
+        init.operators += [handle, assign]
+
+        # Main graph: read the cached kernel right before its convolution.
+        handle, t_resource = writer.var_handle(main, name)
+        t_filter = writer.tensor(main, f"{name}/filter", [cout, 1, 1, cin], INT8, None, _quantization(filter_scales))
+        read = writer.op(OPS.READ_VARIABLE, [t_resource], [t_filter], schema.BuiltinOptions.ReadVariableOptions,
+                         schema.ReadVariableOptionsT())
+        reads[id(conv)] = [handle, read]
+        conv.inputs[1] = t_filter
+        if not per_channel and len(conv.inputs) > 2 and conv.inputs[2] >= 0:
+            input_scale = float(main.tensors[conv.inputs[0]].quantization.scale[0])
+            old_bias = np.frombuffer(buffer_bytes(model, main.tensors[conv.inputs[2]]), np.int32)
+            bias_float = old_bias * input_scale * stored_scales
+            new_scale = float(np.float32(input_scale) * np.float32(filter_scales[0]))
+            conv.inputs[2] = writer.tensor(
+                main, f"{name}/bias", [cout], INT32, np.round(bias_float / new_scale).astype(np.int32),
+                _quantization(new_scale),
+            )
+        miss = np.abs(synthesised - target)
+        if miss.max() > 0:
+            inexact.append(f"{name} ({100 * np.mean(miss > 0):.1f}% of its {miss.size} values missed, "
+                           f"by up to {int(miss.max())} steps)")
+        filters[name] = (synthesised.astype(np.int8).reshape(cout, 1, 1, cin), np.asarray(filter_scales, np.float32))
+        report.append(
+            GeneratedLayer(
+                name=name,
+                filters=cout,
+                in_channels=cin,
+                head_mode=layer.head_mode,
+                filter_scales=[float(s) for s in filter_scales],
+                exact_fraction=float(np.mean(miss == 0)),
+                max_error_lsb=int(miss.max()),
+                kernel_error_lsb=float((np.abs(synthesised * row_scales[:, None] - target_kernel) / row_scales[:, None]).max()),
+            )
+        )
+    if inexact and not allow_inexact:
+        raise BootExportError(
+            "the device cannot synthesise these kernels exactly, so the boot file would not compute what the "
+            f"frozen file computes: {'; '.join(inexact)}; export with synthesis='frozen', or accept the "
+            "difference with allow_inexact=True"
+        )
+
+    once = schema.CallOnceOptionsT()
+    once.initSubgraphIndex = len(model.subgraphs) - 1
+    operators = [writer.op(OPS.CALL_ONCE, [], [], schema.BuiltinOptions.CallOnceOptions, once)]
+    for op in main.operators:
+        operators += reads.get(id(op), []) + [op]
+    main.operators = operators
+    compact(model)
+    return Rewrite(report, filters)
+
+
+def frozen_equivalent(model: schema.ModelT, rewrite: Rewrite) -> schema.ModelT:
+    """The boot `model` with its synthesised filters stored as constants: no init subgraph, no variables.
+
+    What TFLM computes with this file is what the boot file must compute
+    after its init subgraph ran; `verify` compares the two bit for bit.
+    """
+    twin = copy.deepcopy(model)
+    main = twin.subgraphs[0]
+    writer = _Writer(twin)
+    by_name = {tensor.name: index for index, tensor in enumerate(main.tensors) if tensor.name}
+    for name, (values, scales) in rewrite.filters.items():
+        tensor = main.tensors[by_name[f"{name}/filter".encode()]]
+        tensor.buffer = writer.buffer(values)
+        tensor.quantization = _quantization(scales)
+    drop = {OPS.CALL_ONCE, OPS.VAR_HANDLE, OPS.READ_VARIABLE}
+    main.operators = [op for op in main.operators if builtin_code(twin, op) not in drop]
+    twin.subgraphs = twin.subgraphs[:1]
+    compact(twin)
+    return twin

@@ -1,0 +1,39 @@
+"""Stage 5 of the export, write: the model and its JSON report, as one pair or not at all."""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+from hypertiny_keras.export.analyze import ExportError
+from hypertiny_keras.fileio import atomic_write_all
+
+
+def json_ready(value):
+    """`value` with NaN/inf floats as `None` and numpy scalars as Python numbers, at every depth."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def report_json(report: dict) -> bytes:
+    """Strict JSON (no NaN) of a report dict."""
+    return json.dumps(json_ready(report), indent=2, allow_nan=False).encode()
+
+
+def write_pair(model_path: pathlib.Path, model: bytes, report_path: pathlib.Path, report: dict) -> None:
+    """Write `model` and `report` (as JSON) so that either both are new or neither changed.
+
+    Raises:
+        ExportError: when either cannot be written (nothing is left behind).
+    """
+    try:
+        atomic_write_all([(report_path, report_json(report)), (model_path, model)])
+    except OSError as error:
+        raise ExportError(f"cannot write {model_path} and its report: {error.strerror or error}") from None

@@ -1,0 +1,22 @@
+"""Kernel generators: the kinds of generated pointwise kernel, found by name.
+
+Each kind is one class registered under a name (`"dense"`, `"factorized"`)
+and resolved like Keras activations: `get(name_or_config)` and
+`serialize(kind)`. A kind owns everything that depends on how its kernel is
+made: the Keras weights it adds to a `HyperPointwise` layer, the float
+kernel, the tensors counted by `accounting.byte_table`, and the init-subgraph
+operators (with their exact int8 rounding) of the boot export. A new kind is
+one class with `@register`.
+"""
+from hypertiny_keras.kernel_generators.base import (
+    KernelGenerator,
+    LinearHead,
+    get,
+    names,
+    register,
+    serialize,
+)
+from hypertiny_keras.kernel_generators.dense import DenseHead
+from hypertiny_keras.kernel_generators.factorized import FactorizedHead
+
+__all__ = ["DenseHead", "FactorizedHead", "KernelGenerator", "LinearHead", "get", "names", "register", "serialize"]

@@ -1,0 +1,138 @@
+"""The kernel-generator interface and its registry."""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import keras
+import numpy as np
+from keras import ops
+
+_REGISTRY: dict[str, type["KernelGenerator"]] = {}
+
+
+def register(cls: type["KernelGenerator"]) -> type["KernelGenerator"]:
+    """Class decorator: makes `cls` available to `get` under `cls.name`."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} needs a class attribute `name`")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> tuple[str, ...]:
+    """Names of the registered kernel generators."""
+    return tuple(_REGISTRY)
+
+
+def get(identifier) -> "KernelGenerator":
+    """A kernel generator from a name, a `serialize` result, or an instance.
+
+    Raises:
+        ValueError: for an unknown name or a malformed config.
+    """
+    if isinstance(identifier, KernelGenerator):
+        return identifier
+    if isinstance(identifier, dict):
+        name, config = identifier.get("class_name"), identifier.get("config", {})
+    else:
+        name, config = identifier, {}
+    if name not in _REGISTRY:
+        raise ValueError(f"head must be one of {names()}, got {identifier!r}")
+    try:
+        return _REGISTRY[name](**config)
+    except TypeError as error:
+        raise ValueError(f"bad config for kernel generator {name!r}: {error}") from None
+
+
+def serialize(kind: "KernelGenerator") -> str | dict:
+    """The name of `kind`, or `{"class_name": name, "config": ...}` when it has settings."""
+    config = kind.get_config()
+    return kind.name if not config else {"class_name": kind.name, "config": config}
+
+
+class KernelGenerator:
+    """How a `HyperPointwise` layer makes its kernel `W_l` `(C_out, C_in)`.
+
+    A kind keeps no state of its own (like a Keras initializer): its weights
+    live on the layer it builds, so `.keras` files store them as layer
+    weights. Subclasses set `name` and implement every method.
+    """
+
+    name: ClassVar[str] = ""
+    #: Whether the kind reads the shared `PointwiseGenerator` g.
+    uses_generator: ClassVar[bool] = True
+
+    def check(self, generator) -> None:
+        """Raises ValueError when `generator` cannot serve this kind."""
+
+    def build(self, layer) -> None:
+        """Adds the kind's weights to `layer` (`layer.filters`, `layer.in_channels` are set)."""
+        raise NotImplementedError
+
+    def kernel(self, layer):
+        """The float kernel of `layer`, a Keras tensor `(filters, in_channels)`."""
+        raise NotImplementedError
+
+    def stored(self, layer) -> list[tuple[str, keras.Variable]]:
+        """(role, variable) of what the layer stores for its kernel (its bias excluded)."""
+        raise NotImplementedError
+
+    def emit(self, emitter, layer, target: np.ndarray, value_scales: np.ndarray):
+        """Writes the init-subgraph operators that synthesise the int8 kernel of `layer`.
+
+        Args:
+            emitter: the `export.rewrite.Emitter` of the init subgraph.
+            layer: the `HyperPointwise` layer.
+            target: the int8 filter the device must produce, `(C_out * C_in,)`.
+            value_scales: float kernel -> target units, per kernel value `(C_out * C_in,)`.
+
+        Returns:
+            (index of the flat int8 kernel tensor, the values the device computes).
+        """
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.get_config().items()))))
+
+
+class LinearHead(KernelGenerator):
+    """`W_l = reshape(v_l @ head_l)` where `v_l` is a vector made from the code by shared weights.
+
+    Subclasses give `rows` (length of `v_l`) and `head_input` (`v_l`, shape
+    `(1, rows)`); the layer stores its code `z_l` `(d_z,)` and head
+    `(rows, C_out * C_in)`.
+    """
+
+    def rows(self, generator) -> int:
+        raise NotImplementedError
+
+    def head_input(self, layer):
+        raise NotImplementedError
+
+    def build(self, layer) -> None:
+        generator = layer.generator
+        layer.code = layer.add_weight(
+            name="code", shape=(generator.code_dim,), initializer=layer.code_initializer
+        )
+        layer.head = layer.add_weight(
+            name="head",
+            shape=(self.rows(generator), layer.filters * layer.in_channels),
+            initializer=layer.head_initializer or keras.initializers.RandomNormal(stddev=1.0),
+        )
+        if layer.head_initializer is None:
+            # The generated kernel at initialisation gets the Glorot spread sqrt(2 / (C_in + C_out)).
+            target = math.sqrt(2.0 / (layer.in_channels + layer.filters))
+            norm = float(ops.convert_to_numpy(ops.norm(self.head_input(layer))))
+            layer.head.assign(layer.head * (target / max(norm, 1e-6)))
+
+    def kernel(self, layer):
+        return ops.reshape(ops.matmul(self.head_input(layer), layer.head), (layer.filters, layer.in_channels))
+
+    def stored(self, layer):
+        return [("codes", layer.code), ("heads", layer.head)]

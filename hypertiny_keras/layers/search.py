@@ -1,0 +1,31 @@
+"""Finding layers inside a model, nested models included: the one search every module uses."""
+from __future__ import annotations
+
+import keras
+
+from hypertiny_keras.layers.hyper_pointwise import HyperPointwise
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model`, depth first in model order, nested models expanded (each layer once).
+
+    A nested model appears before its own layers.
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        found.append(layer)
+        for inner in getattr(layer, "layers", None) or []:
+            visit(inner)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+def generated_layers(model: keras.Model) -> list[HyperPointwise]:
+    """The `HyperPointwise` layers of `model`, nested models included, in model order."""
+    return [layer for layer in all_layers(model) if isinstance(layer, HyperPointwise)]
