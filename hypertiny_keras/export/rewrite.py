@@ -31,6 +31,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from hypertiny_keras import activations
 from hypertiny_keras.export import fixed_point
+from hypertiny_keras.export.analyze import ExportError
 from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, compact, operator_code
 
 OPS = schema.BuiltinOperator
@@ -38,9 +39,10 @@ INT8, INT32, RESOURCE = schema.TensorType.INT8, schema.TensorType.INT32, schema.
 _FC_VERSION = 4  # int8 FULLY_CONNECTED; the converter's version is reused when present
 _HEAD_HEADROOM = 100  # largest |weight| of a solved step before compensation, in int8 steps
 _FINE = 0.999  # a solved step moves its output by at most this many steps per weight step
+_MULTIPLIER_RETRIES = (1.0, 0.5, 2.0, 0.25, 4.0, 0.125, 8.0)
 
 
-class BootExportError(ValueError):
+class BootExportError(ExportError):
     """The converted model cannot be given an init subgraph that computes its kernels exactly."""
 
 
@@ -288,11 +290,20 @@ class Emitter:
         if nonzero.size:
             candidates.append(_FINE / float(nonzero.min()))
         m = min(c for c in candidates if c > 0) if any(c > 0 for c in candidates) else 1.0
-        weight_scale = float(np.float32(m / source.scale))
-        multiplier = fixed_point.tflm_multiplier(source.scale, weight_scale, 1.0)
-        real_int = real / float(np.float32(source.scale) * np.float32(weight_scale))
-        head = solve_step(real_int, x, np.asarray(target, np.int64), multiplier)
-        synthesised = fixed_point.fully_connected(source.values, source.zero_point, head, None, multiplier, 0)
+        target = np.asarray(target, np.int64)
+        best = None
+        for factor in _MULTIPLIER_RETRIES:  # saturated weights can miss: try coarser and finer steps
+            weight_scale = float(np.float32(m * factor / source.scale))
+            multiplier = fixed_point.tflm_multiplier(source.scale, weight_scale, 1.0)
+            real_int = real / float(np.float32(source.scale) * np.float32(weight_scale))
+            head = solve_step(real_int, x, target, multiplier)
+            synthesised = fixed_point.fully_connected(source.values, source.zero_point, head, None, multiplier, 0)
+            misses = int(np.sum(synthesised != target))
+            if best is None or misses < best[0]:
+                best = (misses, weight_scale, head, synthesised)
+            if misses == 0:
+                break
+        _, weight_scale, head, synthesised = best
         t_head = self.writer.tensor(self.init, f"{name}/head", head.shape, INT8, head, _quantization(weight_scale))
         t_w = self.writer.tensor(self.init, f"{name}/w", [1, head.shape[0]], INT8, None, _quantization(1.0))
         self.writer.fully_connected(self.init, [source.tensor, t_head, -1], t_w, 0)

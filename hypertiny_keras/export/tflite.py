@@ -19,13 +19,26 @@ from hypertiny_keras.export.convert import convert
 from hypertiny_keras.export.flatbuffer import compact, read_model, strip, write_model
 from hypertiny_keras.export.inspect import inspect_tflite
 from hypertiny_keras.export.rewrite import add_init_subgraph, frozen_equivalent
-from hypertiny_keras.export.verify import verify
+from hypertiny_keras.export.verify import FLOAT_DISTANCE_PROBLEM, verify
 from hypertiny_keras.export.write import write_pair
 from hypertiny_keras.runtime import tflm_arena_bytes
 
 
 class ExportVerificationError(RuntimeError):
-    """The exported file did not run as it must; nothing was written."""
+    """The exported file did not run as it must; nothing was written.
+
+    `problems` holds one sentence per failed check; `only_float_distance`
+    says whether the one failure is the distance of the int8 model from the
+    float one (quantization too coarse for this model: the file computes
+    what it should, but not what the float model computes).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+        self.only_float_distance = bool(self.problems) and all(
+            p.startswith(FLOAT_DISTANCE_PROBLEM) for p in self.problems
+        )
 
 
 @dataclasses.dataclass
@@ -174,7 +187,7 @@ def export_tflite(
         plan, data, arena, main_graph, frozen if plan.synthesis == "boot" and plan.per_channel else None
     )
     if problems:
-        raise ExportVerificationError(f"{plan.path.name} not written: " + "; ".join(problems))
+        raise ExportVerificationError(f"{plan.path.name} not written: " + "; ".join(problems), problems)
     info = inspect_tflite(data)
     report = ExportReport(
         path=str(plan.path),

@@ -26,6 +26,10 @@ from hypertiny_keras.export.analyze import ExportPlan
 from hypertiny_keras.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 
 
+#: How the problem sentence of the float-distance check starts.
+FLOAT_DISTANCE_PROBLEM = "int8 outputs in TFLM are"
+
+
 def _within(value: float, limit: float) -> bool:
     """`value <= limit`, False for NaN."""
     return bool(value <= limit)
@@ -117,7 +121,7 @@ def verify(
     p99 = float(np.percentile(float_steps, 99))
     if not _within(p99, plan.tolerance_steps):
         problems.append(
-            f"int8 outputs in TFLM are {p99:.1f} output steps from the Keras float model at the 99th "
+            f"{FLOAT_DISTANCE_PROBLEM} {p99:.1f} output steps from the Keras float model at the 99th "
             f"percentile (limit {plan.tolerance_steps})"
         )
     timing = {
