@@ -39,6 +39,7 @@ INT8, INT32, RESOURCE = schema.TensorType.INT8, schema.TensorType.INT32, schema.
 _FC_VERSION = 4  # int8 FULLY_CONNECTED; the converter's version is reused when present
 _HEAD_HEADROOM = 100  # largest |weight| of a solved step before compensation, in int8 steps
 _FINE = 0.999  # a solved step moves its output by at most this many steps per weight step
+_MIN_ACTIVATION_SCALE = 1e-6
 _MULTIPLIER_RETRIES = (1.0, 0.5, 2.0, 0.25, 4.0, 0.125, 8.0)
 
 
@@ -103,9 +104,15 @@ def _symmetric(x: np.ndarray, levels: float = 127.0) -> tuple[np.ndarray, float]
 
 
 def _activation_quantization(x: np.ndarray) -> tuple[float, int]:
-    """Asymmetric int8 (scale, zero point) that covers `x` and 0."""
+    """Asymmetric int8 (scale, zero point) that covers `x` and 0.
+
+    The scale is at least `_MIN_ACTIVATION_SCALE`: an all-zero activation
+    (e.g. a ReLU that is off for every unit) would otherwise get a scale so
+    small that TFLM refuses the FULLY_CONNECTED that writes it (its
+    requantization shift is out of range).
+    """
     low, high = min(0.0, float(x.min())), max(0.0, float(x.max()))
-    scale = float(np.float32(max((high - low) / 255.0, 1e-12)))
+    scale = float(np.float32(max((high - low) / 255.0, _MIN_ACTIVATION_SCALE)))
     return scale, int(np.clip(np.round(-128 - low / scale), -128, 127))
 
 
