@@ -15,11 +15,70 @@ TYPE_NAMES = {code: name for name, code in vars(schema.TensorType).items() if no
 BUFFER_ALIGNMENT = 16
 
 
-def read_model(data: bytes) -> schema.ModelT:
-    """Parse `.tflite` bytes into a mutable `ModelT`."""
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (file identifier 'TFL3' missing)")
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
+def read_model(data: bytes, name: str | None = None) -> schema.ModelT:
+    """Parse `.tflite` bytes into a mutable `ModelT`, checking every index it holds.
+
+    Args:
+        data: the file's bytes.
+        name: what to call the file in messages (default: "the model (N bytes)").
+
+    Raises:
+        ValueError: `"<name>: not a valid TFLite flatbuffer (<why>)"`, one line, for
+            anything that is not a readable model: no `TFL3` identifier, truncated
+            or corrupt tables, no subgraph, an unknown builtin operator, or a
+            tensor, buffer, operator-code or subgraph index out of range (so
+            that code reading the model never meets an `IndexError`).
+    """
+    what = name or f"the model ({len(data):,} bytes)"
+
+    def invalid(why: str) -> ValueError:
+        return ValueError(f"{what}: not a valid TFLite flatbuffer ({why})")
+
+    if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+        raise invalid("file identifier 'TFL3' missing")
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
+    except Exception as error:  # noqa: BLE001 (corrupt bytes fail in any of struct, numpy, flatbuffers)
+        kind, detail = type(error), " ".join(str(error).split())
+        kind = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise invalid(f"corrupt or truncated: {kind}{': ' + detail if detail else ''}") from error
+
+    def check(indices, count: int, where: str, allow_missing: bool = False) -> None:
+        for index in [] if indices is None else np.atleast_1d(np.asarray(indices)).tolist():
+            if not (0 <= index < count or (allow_missing and index == -1)):
+                raise invalid(f"{where} refers to index {index} of {count}")
+
+    subgraphs, buffers, codes = model.subgraphs or [], model.buffers or [], model.operatorCodes or []
+    if not subgraphs:
+        raise invalid("no subgraph")
+    for index, code in enumerate(codes):
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin not in OP_NAMES:
+            raise invalid(f"operator code {index} has the unknown builtin code {builtin}")
+    for s, subgraph in enumerate(subgraphs):
+        count = len(subgraph.tensors or [])
+        for t, tensor in enumerate(subgraph.tensors or []):
+            check(tensor.buffer, len(buffers), f"tensor {t} of subgraph {s} (buffer)")
+        check(subgraph.inputs, count, f"subgraph {s} inputs (tensor)")
+        check(subgraph.outputs, count, f"subgraph {s} outputs (tensor)")
+        for o, op in enumerate(subgraph.operators or []):
+            where = f"operator {o} of subgraph {s}"
+            check(op.opcodeIndex, len(codes), f"{where} (operator code)")
+            for field in ("inputs", "outputs", "intermediates"):
+                check(getattr(op, field), count, f"{where} {field} (tensor)", allow_missing=True)
+            for options in (op.builtinOptions, op.builtinOptions2):
+                for key, value in vars(options).items() if options is not None else ():
+                    if "subgraph" in key.lower():
+                        check(value, len(subgraphs), f"{where} {key}")
+    for entry in model.metadata or []:
+        check(entry.buffer, len(buffers), "metadata (buffer)")
+    check(model.metadataBuffer, len(buffers), "metadata_buffer (buffer)")
+    for signature in model.signatureDefs or []:
+        check(signature.subgraphIndex, len(subgraphs), "signature (subgraph)")
+        count = len(subgraphs[signature.subgraphIndex].tensors or [])
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            check(entry.tensorIndex, count, "signature (tensor)")
+    return model
 
 
 class _AlignedBufferT(schema.BufferT):

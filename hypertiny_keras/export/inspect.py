@@ -1,9 +1,8 @@
 """What a `.tflite` file holds: subgraphs, operators, and its bytes by role."""
 from __future__ import annotations
 
+import math
 
-
-import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hypertiny_keras.accounting import ROLES
@@ -12,12 +11,17 @@ from hypertiny_keras.export.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code
 OPS = schema.BuiltinOperator
 
 
+def _indices(values) -> list[int]:
+    """Tensor indices of an operator field as ints (-1: optional input left out)."""
+    return [] if values is None else [int(v) for v in values]
+
+
 def _init_subgraphs(model: schema.ModelT) -> set[int]:
     return {
-        op.builtinOptions.initSubgraphIndex
+        int(op.builtinOptions.initSubgraphIndex)
         for sg in model.subgraphs
         for op in sg.operators or []
-        if builtin_code(model, op) == OPS.CALL_ONCE
+        if builtin_code(model, op) == OPS.CALL_ONCE and hasattr(op.builtinOptions, "initSubgraphIndex")
     }
 
 
@@ -27,17 +31,19 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
     if in_init:
         if code != OPS.FULLY_CONNECTED:
             return "other"
-        first_is_constant = model.buffers[subgraph.tensors[op.inputs[0]].buffer].data is not None
+        first = _indices(op.inputs)[0]
+        first_is_constant = first >= 0 and model.buffers[subgraph.tensors[first].buffer].data is not None
         if first_is_constant:
             return "codes" if position == 0 else "generator"
-        feeds_reshape = any(
-            builtin_code(model, consumer) == OPS.RESHAPE for consumer in consumers.get(op.outputs[0], [])
+        outputs = _indices(op.outputs)
+        feeds_reshape = bool(outputs) and any(
+            builtin_code(model, consumer) == OPS.RESHAPE for consumer in consumers.get(outputs[0], [])
         )
         return "heads" if feeds_reshape else "generator"
     if position == 2 and code in (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED):
         return "biases"
     if code == OPS.CONV_2D and position == 1:
-        shape = [int(v) for v in subgraph.tensors[op.inputs[1]].shape]
+        shape = _indices(subgraph.tensors[_indices(op.inputs)[1]].shape)
         return "pointwise" if shape[1:3] == [1, 1] else "conv"
     if code == OPS.DEPTHWISE_CONV_2D and position == 1:
         return "depthwise"
@@ -47,13 +53,13 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
 
 
 def _tensor_bytes(tensor: schema.TensorT) -> int:
-    size = int(np.prod(tensor.shape)) if tensor.shape is not None else 0
+    size = max(math.prod(_indices(tensor.shape)), 0) if tensor.shape is not None else 0
     return size * {"INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8}.get(
         TYPE_NAMES.get(tensor.type, ""), 0
     )
 
 
-def inspect_tflite(data: bytes) -> dict:
+def inspect_tflite(data: bytes, name: str | None = None) -> dict:
     """Describe a `.tflite` file.
 
     Returns a JSON-ready dict: `file_bytes`; `subgraphs` (index, role `main`
@@ -62,8 +68,28 @@ def inspect_tflite(data: bytes) -> dict:
     `flatbuffer_overhead` = everything else in the file: tables, vectors,
     alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
     (bytes of the resource variables that hold synthesised kernels in RAM).
+
+    Args:
+        data: the file's bytes.
+        name: what to call the file in messages (default: "the model (N bytes)").
+
+    Raises:
+        ValueError: `"<name>: not a valid TFLite flatbuffer (<why>)"` (one line)
+            for bytes that are not a readable model (see `read_model`).
     """
-    model = read_model(data)
+    model = read_model(data, name)
+    try:
+        return _describe(model, len(data))
+    except (IndexError, KeyError, TypeError, AttributeError) as error:  # a structure read_model does not check
+        what = name or f"the model ({len(data):,} bytes)"
+        detail = " ".join(str(error).split())
+        raise ValueError(
+            f"{what}: not a valid TFLite flatbuffer (inconsistent: {type(error).__name__}: {detail})"
+        ) from error
+
+
+def _describe(model: schema.ModelT, file_bytes: int) -> dict:
+    """`inspect_tflite` of a model read by `read_model` (all indices in range) of `file_bytes` bytes."""
     init_indices = _init_subgraphs(model)
     by_role = dict.fromkeys(ROLES, 0)
     counted: set[int] = set()
@@ -73,10 +99,11 @@ def inspect_tflite(data: bytes) -> dict:
         operators = subgraph.operators or []
         consumers: dict[int, list] = {}
         for op in operators:
-            for tensor_index in op.inputs:
-                consumers.setdefault(int(tensor_index), []).append(op)
+            for tensor_index in _indices(op.inputs):
+                consumers.setdefault(tensor_index, []).append(op)
         for op in operators:
-            for position, tensor_index in enumerate(op.inputs):
+            inputs = _indices(op.inputs)
+            for position, tensor_index in enumerate(inputs):
                 if tensor_index < 0:
                     continue
                 tensor = subgraph.tensors[tensor_index]
@@ -85,30 +112,28 @@ def inspect_tflite(data: bytes) -> dict:
                     continue
                 counted.add(tensor.buffer)
                 by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
-            if builtin_code(model, op) == OPS.ASSIGN_VARIABLE:
-                handle = next(
-                    o for o in operators if len(o.outputs) and o.outputs[0] == op.inputs[0]
-                )
-                variables[handle.builtinOptions.sharedName] = _tensor_bytes(
-                    subgraph.tensors[op.inputs[1]]
-                )
+            if builtin_code(model, op) == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
+                handle = next((o for o in operators if _indices(o.outputs)[:1] == inputs[:1]), None)
+                shared_name = getattr(handle.builtinOptions, "sharedName", None) if handle is not None else None
+                key = shared_name if shared_name is not None else (index, inputs[0])
+                variables[key] = _tensor_bytes(subgraph.tensors[inputs[1]])
         subgraphs.append(
             {
                 "index": index,
                 "role": "init" if in_init else ("main" if index == 0 else "other"),
                 "operators": [OP_NAMES[builtin_code(model, op)] for op in operators],
-                "tensors": len(subgraph.tensors),
+                "tensors": len(subgraph.tensors or []),
             }
         )
-    by_role["flatbuffer_overhead"] = len(data) - sum(by_role.values())
+    by_role["flatbuffer_overhead"] = file_bytes - sum(by_role.values())
     return {
-        "file_bytes": len(data),
+        "file_bytes": file_bytes,
         "subgraphs": subgraphs,
         "has_init_subgraph": bool(init_indices),
         "bytes_by_role": by_role,
         "resource_variables": len(variables),
         "generated_weight_ram_bytes": int(sum(variables.values())),
-        "buffers": len(model.buffers),
+        "buffers": len(model.buffers or []),
     }
 
 
@@ -128,6 +153,3 @@ def format_inspection(info: dict) -> str:
             f"{info['generated_weight_ram_bytes']:,} bytes in RAM"
         )
     return "\n".join(lines)
-
-
-
