@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from hypertiny_keras.quiet import silenced
+
 #: Samples of the representative data used for calibration.
 CALIBRATION_SAMPLES = 200
 
@@ -34,21 +36,24 @@ def convert_int8(model: keras.Model, representative_data: np.ndarray, io_dtype: 
         representative_data: float calibration inputs `(n, *input_shape[1:])`.
         io_dtype: `"int8"` for int8 inputs and outputs, `"float32"` to keep
             float I/O (QUANTIZE / DEQUANTIZE at the edges).
+
+    What TensorFlow and the converter print is silenced (`quiet.silenced`).
     """
-    import tensorflow as tf
+    with silenced():  # the converter prints ~40 lines; HYPERTINY_VERBOSE=1 shows them
+        import tensorflow as tf
 
-    if io_dtype not in ("int8", "float32"):
-        raise ValueError(f"io_dtype must be 'int8' or 'float32', got {io_dtype!r}")
-    data = check_representative_data(model, representative_data)[:CALIBRATION_SAMPLES]
+        if io_dtype not in ("int8", "float32"):
+            raise ValueError(f"io_dtype must be 'int8' or 'float32', got {io_dtype!r}")
+        data = check_representative_data(model, representative_data)[:CALIBRATION_SAMPLES]
 
-    def samples():
-        for i in range(len(data)):
-            yield [data[i : i + 1]]
+        def samples():
+            for i in range(len(data)):
+                yield [data[i : i + 1]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = samples
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.float32
-    converter.inference_output_type = tf.int8 if io_dtype == "int8" else tf.float32
-    return bytes(converter.convert())
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.float32
+        converter.inference_output_type = tf.int8 if io_dtype == "int8" else tf.float32
+        return bytes(converter.convert())
