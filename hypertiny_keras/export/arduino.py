@@ -26,6 +26,8 @@ import tempfile
 
 import numpy as np
 
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
 from hypertiny_keras.export.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, op_names, read_model
 from hypertiny_keras.export.inspect import inspect_tflite
 from hypertiny_keras.runtime import io_quantization, run_tflm, tflm_arena_bytes
@@ -117,9 +119,15 @@ def model_ops(data: bytes) -> list[str]:
 
     Raises:
         ValueError: naming each operator the core cannot register (not in
-            `RESOLVER_METHODS`) and the subgraphs that use it.
+            `RESOLVER_METHODS`) and the subgraphs that use it, or for bytes that
+            are not a readable `.tflite` file.
     """
-    per_subgraph = op_names(read_model(data))
+    return _supported_ops(read_model(data))
+
+
+def _supported_ops(model: schema.ModelT) -> list[str]:
+    """`model_ops` of a model already read."""
+    per_subgraph = op_names(model)
     missing: dict[str, list[int]] = {}
     for index, names in enumerate(per_subgraph):
         for name in names:
@@ -214,18 +222,22 @@ def _arena_config(arena: int, measured: int, margin: float, source: str) -> str:
     )
 
 
-def _io_tensors(data: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Shapes of the first input and output of subgraph 0; both must be int8."""
-    model = read_model(data)
+def _io_tensors(model: schema.ModelT, source: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shapes of the first input and output of subgraph 0 of `model` (read from `source`); both must be int8."""
     main = model.subgraphs[0]
     shapes = []
-    for kind, index in (("input", main.inputs[0]), ("output", main.outputs[0])):
-        tensor = main.tensors[index]
+    for kind, indices in (("input", main.inputs), ("output", main.outputs)):
+        if indices is None or not len(indices):
+            raise ValueError(f"{source}: the main subgraph has no {kind} tensor")
+        tensor = main.tensors[int(indices[0])]
         if TYPE_NAMES.get(tensor.type) != "INT8":
             raise ValueError(
-                f"the tflm_app core needs int8 input and output; the model's {kind} is "
+                f"{source}: the tflm_app core needs int8 input and output; the model's {kind} is "
                 f"{TYPE_NAMES.get(tensor.type)} (export with io_dtype='int8')"
             )
+        if tensor.shape is None or not len(tensor.shape) or min(int(v) for v in tensor.shape) < 1:
+            shape = None if tensor.shape is None else [int(v) for v in tensor.shape]
+            raise ValueError(f"{source}: the model's {kind} has no fixed shape ({shape})")
         shapes.append(tuple(int(v) for v in tensor.shape))
     return shapes[0], shapes[1]
 
@@ -262,8 +274,11 @@ def export_arduino(
         ValueError: an operator the core cannot register, non-int8 I/O,
             windows or labels of the wrong shape, a negative margin, or an
             arena over the board's RAM or model + test vectors over its flash.
+            Also for a file that is not a readable `.tflite` (one line naming it).
             Nothing is written then.
         FileNotFoundError: `model_path` missing, or `tflm_app/` not found.
+        runtime.TFLMError: TFLM refused the file, or crashed or hung running
+            it (`TFLMCrash`); in its worker process, so this one survives.
     """
     data = pathlib.Path(model_path).read_bytes()
     sketch = pathlib.Path(sketch_dir)
@@ -274,8 +289,9 @@ def export_arduino(
     for path in core:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: export_arduino needs the tflm_app/ folder of a source checkout")
-    ops = model_ops(data)
-    input_shape, output_shape = _io_tensors(data)
+    model = read_model(data, str(model_path))
+    ops = _supported_ops(model)
+    input_shape, output_shape = _io_tensors(model, str(model_path))
     input_q, output_q = io_quantization(data)
 
     if windows is None:
@@ -293,11 +309,10 @@ def export_arduino(
         if windows is None or labels.shape != (len(windows),):
             raise ValueError(f"labels must have shape (n,) matching windows; got {labels.shape}")
         label_values = labels[:count].astype(np.int64)
+    measured = tflm_arena_bytes(data, name=str(model_path))
     expected = (
-        run_tflm(data, windows_q).outputs if count else np.zeros((0, *output_shape[1:]), np.int8)
+        run_tflm(model_path, windows_q, measured).outputs if count else np.zeros((0, *output_shape[1:]), np.int8)
     )
-
-    measured = tflm_arena_bytes(data)
     arena = int(math.ceil(measured * (1 + arena_margin) / 16) * 16)
     flash_used = len(data) + windows_q.nbytes + expected.nbytes
     if arena > BOARD_RAM_BYTES:
@@ -309,7 +324,7 @@ def export_arduino(
         raise ValueError(
             f"model ({len(data)} bytes) + test vectors exceed the board's {BOARD_FLASH_BYTES} bytes of flash"
         )
-    info = inspect_tflite(data)
+    info = inspect_tflite(data, str(model_path))
     model_h, model_cc = _model_data(data, source)
     files = {
         "model_data.h": model_h,
