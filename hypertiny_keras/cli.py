@@ -1,73 +1,169 @@
-"""The `hypertiny` command: quickstart, export, inspect, data summary."""
+"""The `hypertiny` command: quickstart, export, inspect, data summary.
+
+Errors are one line on stderr and exit status 2; `-v` adds the traceback and
+lets TensorFlow's and the converter's own output through.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import pathlib
 import sys
+import traceback
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from hypertiny_keras import quiet
+
+#: Longest error message printed without `-v`, in characters.
+MAX_ERROR_CHARS = 600
+#: Array names `--data file.npz` takes when the file holds several arrays, in order.
+DATA_NAMES = ("x", "windows")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _existing_file(path: str, option: str = "") -> pathlib.Path:
+    """`path` as a `Path`; one-line `FileNotFoundError` / `ValueError` (naming `option`) if missing or a directory."""
+    file, what = pathlib.Path(path), f"{option} {path}" if option else path
+    if file.is_dir():
+        raise ValueError(f"{what} is a directory, not a file")
+    if not file.is_file():
+        raise FileNotFoundError(f"{what}: no such file")
+    return file
+
+
+def load_array(spec: str, option: str = "--data", names: tuple[str, ...] = DATA_NAMES):
+    """The array named by a command-line `spec`: `FILE.npy`, `FILE.npz` or `FILE.npz:NAME`.
+
+    `FILE.npz` alone takes its only array, else the first of `names` it
+    holds. Pickled (object) arrays are refused.
+
+    Raises:
+        ValueError: one line naming `option` and the file, for an unknown
+            suffix, an unreadable file, or an `.npz` without the array asked for.
+        FileNotFoundError: the file is missing.
+    """
+    import numpy as np
+
+    path, key = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and head.lower().endswith(".npz"):
+        path, key = head, tail
+    file = _existing_file(path, option)
+    suffix = file.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise ValueError(f"{option} {spec}: expected a .npy file, or a .npz file (FILE.npz or FILE.npz:NAME)")
+    try:
+        if suffix == ".npy":
+            return np.load(file, allow_pickle=False)
+        with np.load(file, allow_pickle=False) as saved:
+            available = list(saved.files)
+            if key is None:
+                found = [name for name in names if name in available]
+                if len(available) == 1:
+                    key = available[0]
+                elif found:
+                    key = found[0]
+                else:
+                    raise ValueError(
+                        f"{option} {spec}: the file holds arrays {', '.join(available) or '(none)'}; "
+                        f"name one as {path}:NAME"
+                    )
+            if key not in available:
+                raise ValueError(f"{option} {spec}: no array {key!r} (the file holds {', '.join(available) or 'none'})")
+            return saved[key]
+    except ValueError as error:
+        if str(error).startswith(option):
+            raise
+        raise ValueError(f"{option} {spec}: cannot read it ({' '.join(str(error).split())})") from error
+    except Exception as error:  # noqa: BLE001 (a corrupt .npy/.npz fails in zipfile, pickle or numpy)
+        raise ValueError(f"{option} {spec}: cannot read it ({type(error).__name__}: {error})") from error
 
 
 def _quickstart(args) -> None:
-    from hypertiny_keras.quickstart import run_quickstart
+    with quiet.silenced():  # TensorFlow's import lines
+        from hypertiny_keras.quickstart import run_quickstart
 
     run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats)
 
 
-def _export(args) -> None:
-    import numpy as np
+def _export_arduino(args) -> None:
+    model = _existing_file(args.model)
+    windows = labels = None
+    if args.windows:
+        windows = load_array(args.windows, "--windows", ("windows", "x"))
+        if not args.labels and args.windows.lower().endswith(".npz"):  # e.g. the quickstart's test_windows.npz
+            import numpy as np
 
-    if args.arduino:
+            with np.load(args.windows, allow_pickle=False) as saved:
+                has_labels = "labels" in saved.files and len(saved.files) > 1
+            if has_labels:
+                labels = load_array(f"{args.windows}:labels", "--windows")
+    if args.labels:
+        labels = load_array(args.labels, "--labels", ("labels", "y"))
+    with quiet.silenced():  # TensorFlow's import lines
         from hypertiny_keras.export.arduino import export_arduino
 
-        windows = labels = None
-        if args.windows and args.windows.endswith(".npz"):  # e.g. the quickstart's test_windows.npz
-            with np.load(args.windows) as saved:
-                windows, labels = saved["windows"], saved.get("labels")
-        elif args.windows:
-            windows = np.load(args.windows)
-        if args.labels:
-            labels = np.load(args.labels)
-        result = export_arduino(args.model, args.arduino, windows=windows, labels=labels)
-        print(json.dumps(result, indent=2))
+    result = export_arduino(str(model), args.arduino, windows=windows, labels=labels)
+    print(json.dumps(result, indent=2))
+
+
+def _export(args) -> None:
+    if args.arduino:
+        _export_arduino(args)
         return
-    import keras
-
-    import hypertiny_keras  # noqa: F401  (registers the layers for loading)
-    from hypertiny_keras.export import export_tflite
-
     if not args.data or not args.out:
-        raise SystemExit("hypertiny export MODEL.keras needs --data X.npy and --out FILE.tflite")
-    model = keras.saving.load_model(args.model)
-    report = export_tflite(
-        model,
-        np.load(args.data),
-        args.out,
-        synthesis=args.synthesis,
-        io_dtype=args.io,
-        per_channel=args.per_channel,
-        keep_metadata=args.keep_metadata,
-    )
+        raise ValueError("hypertiny export MODEL.keras needs --data X.npy and --out FILE.tflite")
+    model_path = _existing_file(args.model)
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    data = load_array(args.data)
+    with quiet.silenced():  # TensorFlow's import, Keras' loading and the converter print dozens of lines
+        import keras
+
+        import hypertiny_keras.layers  # noqa: F401  (registers the layers for loading)
+        from hypertiny_keras.export import export_tflite
+
+        model = keras.saving.load_model(model_path)
+        report = export_tflite(
+            model,
+            data,
+            out,
+            synthesis=args.synthesis,
+            io_dtype=args.io,
+            per_channel=args.per_channel,
+            keep_metadata=args.keep_metadata,
+        )
     print(report)
 
 
 def _inspect(args) -> None:
-    from hypertiny_keras.export import format_inspection, inspect_tflite
+    data = _existing_file(args.file).read_bytes()
+    with quiet.silenced():  # hypertiny_keras.export imports TensorFlow, which prints on import
+        from hypertiny_keras.export import format_inspection, inspect_tflite
 
-    with open(args.file, "rb") as f:
-        info = inspect_tflite(f.read())
+    info = inspect_tflite(data, args.file)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
 
 
 def _data_summary(args) -> None:
-    from hypertiny_keras.data import summary_cli
+    with quiet.silenced():  # TensorFlow's import lines
+        from hypertiny_keras.data import summary_cli
 
     summary_cli(args.dataset, args.data_dir, json_path=args.json)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hypertiny", description=__doc__)
+    """The argument parser of `hypertiny` (imports neither TensorFlow nor Keras)."""
+    p = _Parser(prog="hypertiny", description=__doc__)
+    _add_verbose(p, False)
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("quickstart", help="train, export and verify the quickstart model (offline)")
@@ -79,15 +175,29 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a .keras model to int8 .tflite, or a .tflite to an Arduino sketch")
     e.add_argument("model", help="MODEL.keras (or MODEL.tflite with --arduino)")
-    e.add_argument("--data", help="representative float inputs, .npy of shape (n, *input_shape)")
+    e.add_argument(
+        "--data",
+        help="representative float inputs (n, *input_shape): X.npy, X.npz (its only array, or 'x' / 'windows') "
+        "or X.npz:NAME",
+    )
     e.add_argument("--out", help="output .tflite path (the report goes beside it as .json)")
     e.add_argument("--synthesis", choices=("boot", "frozen"), default="boot")
     e.add_argument("--io", choices=("int8", "float32"), default="int8", help="input/output type")
-    e.add_argument("--per-channel", action="store_true", help="per-channel scales for generated filters")
+    scales = e.add_mutually_exclusive_group()
+    scales.add_argument(
+        "--per-channel", dest="per_channel", action="store_true", default=True,
+        help="per-channel scales for generated filters (the default, as in export_tflite)",
+    )
+    scales.add_argument(
+        "--per-tensor", dest="per_channel", action="store_false", help="one scale per generated filter"
+    )
     e.add_argument("--keep-metadata", action="store_true", help="keep names, signatures and metadata")
     e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
-    e.add_argument("--windows", help="float test windows for the sketch: .npy, or .npz with 'windows' (and 'labels')")
-    e.add_argument("--labels", help="labels .npy of the test windows")
+    e.add_argument(
+        "--windows",
+        help="float test windows for the sketch: .npy, .npz with 'windows' (and 'labels'), or X.npz:NAME",
+    )
+    e.add_argument("--labels", help="labels of the test windows: .npy, .npz or X.npz:NAME")
     e.set_defaults(run=_export)
 
     i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")
@@ -102,17 +212,63 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
+    for subparser in (q, e, i, d, s):  # -v also after the command; its default stays the main parser's
+        _add_verbose(subparser, argparse.SUPPRESS)
     return p
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Entry point of the `hypertiny` console script."""
-    args = parser().parse_args(argv)
+def _add_verbose(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="show tracebacks and what TensorFlow and the converter print",
+    )
+
+
+def error_line(error: BaseException) -> str:
+    """`error` as one line: its message with whitespace collapsed, the type named unless it is self-explanatory."""
+    message = " ".join(str(error).split())
+    if not isinstance(error, (ValueError, OSError, RuntimeError)) or not message:
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 30] + " ... (-v for the whole message)"
+    return message
+
+
+@contextlib.contextmanager
+def _environment(verbose: bool):
+    """`HYPERTINY_VERBOSE` and `TF_CPP_MIN_LOG_LEVEL` for one run, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in (quiet.VERBOSE_ENV, "TF_CPP_MIN_LOG_LEVEL")}
+    if verbose:
+        os.environ[quiet.VERBOSE_ENV] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     try:
-        args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"hypertiny {args.command}: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the `hypertiny` console script.
+
+    Every error ends the command with one line on stderr and exit status 2
+    (`-v`: the traceback first).
+    """
+    args = parser().parse_args(argv)
+    with _environment(args.verbose):
+        try:
+            args.run(args)
+        except KeyboardInterrupt:
+            print(f"hypertiny {args.command}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        except Exception as error:  # noqa: BLE001 (every error is reported the same way)
+            if args.verbose:
+                traceback.print_exc()
+            print(f"hypertiny {args.command}: error: {error_line(error)}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
