@@ -1,31 +1,15 @@
-"""Full-integer conversion of a Keras model with the TFLite converter."""
+"""Stage 2 of the export, convert: the frozen Keras model through the TFLite converter (full int8)."""
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from hypertiny_keras.export.analyze import ExportError, ExportPlan, check_representative_data
+from hypertiny_keras.freeze import freeze
 from hypertiny_keras.quiet import silenced
 
 #: Samples of the representative data used for calibration.
 CALIBRATION_SAMPLES = 200
-
-
-def check_representative_data(model: keras.Model, data) -> np.ndarray:
-    """Validate calibration data: float, finite, shaped `(n, *model.input_shape[1:])`."""
-    data = np.asarray(data)
-    if not np.issubdtype(data.dtype, np.floating):
-        raise ValueError(
-            f"representative_data must be float (the model's float inputs), got dtype {data.dtype}"
-        )
-    expected = tuple(model.inputs[0].shape[1:])
-    if data.ndim != len(expected) + 1 or tuple(data.shape[1:]) != expected or len(data) == 0:
-        raise ValueError(
-            f"representative_data must have shape (n, {', '.join(map(str, expected))}) "
-            f"with n >= 1, got {data.shape}"
-        )
-    if not np.isfinite(data).all():
-        raise ValueError("representative_data contains NaN or infinite values")
-    return data.astype(np.float32)
 
 
 def convert_int8(model: keras.Model, representative_data: np.ndarray, io_dtype: str = "int8") -> bytes:
@@ -57,3 +41,20 @@ def convert_int8(model: keras.Model, representative_data: np.ndarray, io_dtype: 
         converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.float32
         converter.inference_output_type = tf.int8 if io_dtype == "int8" else tf.float32
         return bytes(converter.convert())
+
+
+def convert(plan: ExportPlan) -> bytes:
+    """The converter's int8 `.tflite` of `plan.model`, its generated layers frozen to stored kernels.
+
+    Raises:
+        ExportError: when the converter refuses the model (its last message line).
+    """
+    model = freeze(plan.model) if plan.layers else plan.model
+    try:
+        return convert_int8(model, plan.x, plan.io_dtype)
+    except ExportError:
+        raise
+    except Exception as error:  # noqa: BLE001 (the converter raises many types)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[-1] if lines else type(error).__name__
+        raise ExportError(f"the TFLite converter could not convert model {plan.model.name!r}: {detail}") from error
