@@ -35,13 +35,16 @@ _LAZY = {
     "PointwiseGenerator": "hypertiny_keras.layers",
     "hypertiny_pw": "hypertiny_keras.models",
     "stored_pw_twin": "hypertiny_keras.models",
+    "ExportError": "hypertiny_keras.export",
+    "generated_layers": "hypertiny_keras.layers",
 }
 #: Public submodules, imported on first access.
-_SUBMODULES = ("data", "evaluation", "losses", "training")
+_SUBMODULES = ("data", "evaluation", "kernel_generators", "losses", "training")
 
 __all__ = [
     "ROLES",
     "ByteTable",
+    "ExportError",
     "ExportReport",
     "ExportVerificationError",
     "HyperPointwise",
@@ -49,6 +52,8 @@ __all__ = [
     "byte_table",
     "data",
     "evaluation",
+    "generated_layers",
+    "kernel_generators",
     "losses",
     "training",
     "export_tflite",

@@ -105,8 +105,9 @@ def test_package_is_lazy_with_todays_names():
     import hypertiny_keras.freeze  # noqa: F401  (binds the submodule: ht.freeze must stay the function)
 
     assert ht.__all__ == [
-        "ROLES", "ByteTable", "ExportReport", "ExportVerificationError", "HyperPointwise", "PointwiseGenerator",
-        "byte_table", "data", "evaluation", "losses", "training", "export_tflite", "format_inspection", "freeze",
+        "ROLES", "ByteTable", "ExportError", "ExportReport", "ExportVerificationError", "HyperPointwise",
+        "PointwiseGenerator", "byte_table", "data", "evaluation", "generated_layers", "kernel_generators", "losses",
+        "training", "export_tflite", "format_inspection", "freeze",
         "generated_kernels", "hypertiny_pw", "inspect_tflite", "packed_bytes", "stored_pw_twin",
     ]
     assert set(ht.__all__) <= set(dir(ht)) and ht.__version__ == "0.1.0"

@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import keras
 import numpy as np
-from keras import ops
+
+# keras is imported inside the methods: importing keras registers this
+# package's layers, which import this module (no import cycle at start-up).
 
 _REGISTRY: dict[str, type["KernelGenerator"]] = {}
 
@@ -73,7 +74,7 @@ class KernelGenerator:
         """The float kernel of `layer`, a Keras tensor `(filters, in_channels)`."""
         raise NotImplementedError
 
-    def stored(self, layer) -> list[tuple[str, keras.Variable]]:
+    def stored(self, layer) -> list[tuple[str, object]]:
         """(role, variable) of what the layer stores for its kernel (its bias excluded)."""
         raise NotImplementedError
 
@@ -116,6 +117,9 @@ class LinearHead(KernelGenerator):
         raise NotImplementedError
 
     def build(self, layer) -> None:
+        import keras
+        from keras import ops
+
         generator = layer.generator
         layer.code = layer.add_weight(
             name="code", shape=(generator.code_dim,), initializer=layer.code_initializer
@@ -132,6 +136,8 @@ class LinearHead(KernelGenerator):
             layer.head.assign(layer.head * (target / max(norm, 1e-6)))
 
     def kernel(self, layer):
+        from keras import ops
+
         return ops.reshape(ops.matmul(self.head_input(layer), layer.head), (layer.filters, layer.in_channels))
 
     def stored(self, layer):

@@ -1,8 +1,6 @@
 """`dense`: the paper's per-layer head, `W_l = reshape(g(z_l) @ H_l)` (Eq. 2)."""
 from __future__ import annotations
 
-from keras import ops
-
 from hypertiny_keras.kernel_generators.base import LinearHead, register
 
 
@@ -19,6 +17,8 @@ class DenseHead(LinearHead):
         return generator.hidden_dim
 
     def head_input(self, layer):
+        from keras import ops
+
         return layer.generator(ops.expand_dims(layer.code, 0))
 
     def emit(self, emitter, layer, target, value_scales):

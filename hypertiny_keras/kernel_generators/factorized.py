@@ -1,8 +1,6 @@
 """`factorized`: `W_l = reshape(g(z_l) @ B @ A_l)` with a basis B shared by all layers (Eq. 3)."""
 from __future__ import annotations
 
-from keras import ops
-
 from hypertiny_keras.kernel_generators.base import LinearHead, register
 
 
@@ -26,6 +24,8 @@ class FactorizedHead(LinearHead):
         return generator.rank
 
     def head_input(self, layer):
+        from keras import ops
+
         return ops.matmul(layer.generator(ops.expand_dims(layer.code, 0)), layer.generator.basis)
 
     def emit(self, emitter, layer, target, value_scales):
