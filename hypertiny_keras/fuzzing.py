@@ -17,11 +17,12 @@ import pathlib
 import keras
 import numpy as np
 
+from hypertiny_keras.activations import ACTIVATIONS
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 
 WIDTHS = (1, 2, 3, 4, 8, 12, 16, 24, 32, 64, 96, 128)
 PW_ACTIVATIONS = ("relu", "relu6", "tanh", None)
-GENERATOR_ACTIVATIONS = ("relu", "relu6", "linear")
+GENERATOR_ACTIVATIONS = tuple(ACTIVATIONS)
 STYLES = ("functional", "sequential", "nested")
 
 
