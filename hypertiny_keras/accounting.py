@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
-import keras
-
-from hypertiny_keras.layers import HyperPointwise, all_layers
+if typing.TYPE_CHECKING:
+    import keras
 
 #: Roles of stored tensors, shared by this module and `export.inspect`.
 ROLES = (
@@ -26,8 +26,6 @@ ROLES = (
     "biases",  # int32 biases of conv, depthwise, pointwise and dense layers
     "other",  # anything else (normalization parameters; shape constants in a file)
 )
-_CONV = (keras.layers.Conv1D, keras.layers.Conv2D)
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 
 
 def packed_bytes(num_values: int, bits: int) -> int:
@@ -43,13 +41,17 @@ def _size(variable) -> int:
 
 def _layer_tensors(layer) -> list[tuple[str, int, bool]]:
     """(role, values, is_bias) of the tensors one layer stores (the generator excluded)."""
+    import keras  # here, not at module level: `export.inspect` reads ROLES without Keras
+
+    from hypertiny_keras.layers import HyperPointwise
+
     if isinstance(layer, HyperPointwise):
         out = [(role, _size(w), False) for role, w in layer.kernel_generator.stored(layer)]
         return out + ([("biases", _size(layer.bias), True)] if layer.use_bias else [])
     weights = {w.path.split("/")[-1]: w for w in layer.weights}
-    if isinstance(layer, _DEPTHWISE):
+    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         kernel_role = "depthwise"
-    elif isinstance(layer, _CONV):
+    elif isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D)):
         kernel_role = "pointwise" if all(k == 1 for k in layer.kernel_size) else "conv"
     elif isinstance(layer, keras.layers.Dense):
         kernel_role = "classifier"
@@ -120,6 +122,10 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
     Each tensor is packed separately (`ceil` per tensor); the shared
     generator is counted once however many layers use it.
     """
+    import keras
+
+    from hypertiny_keras.layers import HyperPointwise, all_layers
+
     bits = tuple(int(b) for b in bits)
     by_role = {role: dict.fromkeys(bits, 0) for role in ROLES}
     twin_delta = dict.fromkeys(bits, 0)  # stored kernels minus code + head, per width

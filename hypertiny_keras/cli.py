@@ -146,8 +146,7 @@ def _export(args) -> None:
 
 def _inspect(args) -> None:
     data = _existing_file(args.file).read_bytes()
-    with quiet.silenced():  # hypertiny_keras.export imports TensorFlow, which prints on import
-        from hypertiny_keras.export import format_inspection, inspect_tflite
+    from hypertiny_keras.export.inspect import format_inspection, inspect_tflite  # no Keras, no TensorFlow
 
     info = inspect_tflite(data, args.file)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))

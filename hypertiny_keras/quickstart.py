@@ -85,9 +85,9 @@ def run_quickstart(out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 60
             "litert_int8_boot": _accuracy(litert_boot, y_test),
         },
         "test_set_checks": {
-            "boot_tflm_vs_litert_max_steps": float(np.abs(tflm["boot"] - litert_boot).max() / step),
+            "boot_tflm_vs_litert_max_steps": float(np.rint(np.abs(tflm["boot"] - litert_boot).max() / step)),
             "boot_tflm_vs_litert_exact_rate": float(np.mean(np.isclose(tflm["boot"], litert_boot))),
-            "boot_vs_frozen_tflm_max_steps": float(np.abs(tflm["boot"] - tflm["frozen"]).max() / step),
+            "boot_vs_frozen_tflm_max_steps": float(np.rint(np.abs(tflm["boot"] - tflm["frozen"]).max() / step)),
         },
         "packed_bytes": table.to_dict(),
         "stored_pw_twin_packed_bytes_8bit": byte_table(

@@ -167,8 +167,10 @@ def _litert_interpreter(model: bytes, **kwargs):
     )
 
 
-def io_quantization(model: bytes) -> tuple[Quantization, Quantization]:
+def io_quantization(model: bytes, name: str | None = None) -> tuple[Quantization, Quantization]:
     """(input, output) quantization of the first input and output of `model`, read from the flatbuffer.
+
+    `name` is what messages call the file (default: "the model (N bytes)").
 
     Raises:
         ValueError: if `model` is not a readable `.tflite` file.
@@ -176,19 +178,20 @@ def io_quantization(model: bytes) -> tuple[Quantization, Quantization]:
     from hypertiny_keras.export.flatbuffer import read_model
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    flat = read_model(model)
+    name = name or f"the model ({len(model):,} bytes)"
+    flat = read_model(model, name)
     main = flat.subgraphs[0] if flat.subgraphs else None
     if main is None or main.inputs is None or not len(main.inputs) or main.outputs is None or not len(main.outputs):
-        raise ValueError("the model has no main subgraph with an input and an output")
+        raise ValueError(f"{name}: no main subgraph with an input and an output")
     dtypes = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
               schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
 
     def quantization(index: int) -> Quantization:
         if not 0 <= index < len(main.tensors):
-            raise ValueError(f"the model's input/output tensor {index} does not exist")
+            raise ValueError(f"{name}: input/output tensor {index} does not exist")
         tensor = main.tensors[index]
         if tensor.type not in dtypes:
-            raise ValueError(f"the model's input/output has an unsupported type (code {tensor.type})")
+            raise ValueError(f"{name}: input/output has an unsupported type (code {tensor.type})")
         q = tensor.quantization
         scales = [] if q is None or q.scale is None else list(q.scale)
         zero_points = [] if q is None or q.zeroPoint is None else list(q.zeroPoint)
@@ -222,7 +225,7 @@ def _model_bytes(model: bytes | str | os.PathLike) -> tuple[bytes, str]:
 
 
 def run_tflm(
-    model: bytes | str | os.PathLike, inputs: np.ndarray, arena_size: int | None = None
+    model: bytes | str | os.PathLike, inputs: np.ndarray, arena_size: int | None = None, name: str | None = None
 ) -> RunResult:
     """Invoke `model` in TFLM once per row of `inputs` (already in the input dtype).
 
@@ -235,8 +238,10 @@ def run_tflm(
         model: `.tflite` bytes or a path.
         inputs: `(n, *input_shape[1:])` in the model's input dtype.
         arena_size: arena bytes; `None` finds the smallest that works.
+        name: what errors call the model (default: its path, or "the model (N bytes)").
     """
-    data, name = _model_bytes(model)
+    data, default_name = _model_bytes(model)
+    name = name or default_name
     if arena_size is None:
         arena_size = tflm_arena_bytes(data, name=name)
     outputs, times = tflm_worker().request("run", data, name, np.ascontiguousarray(inputs), int(arena_size))
@@ -300,9 +305,10 @@ def predict(model: bytes | str | os.PathLike, x: np.ndarray, engine: str = "tflm
     Inputs are quantized and outputs dequantized with the model's own
     input/output quantization.
     """
-    runners = {"tflm": run_tflm, "litert": run_litert}
+    runners = {"tflm": lambda data, q, name: run_tflm(data, q, name=name),
+               "litert": lambda data, q, name: run_litert(data, q)}
     if engine not in runners:
         raise ValueError(f"engine must be one of {sorted(runners)}, got {engine!r}")
-    data, _ = _model_bytes(model)
-    input_q, output_q = io_quantization(data)
-    return output_q.dequantize(runners[engine](data, input_q.quantize(x)).outputs)
+    data, name = _model_bytes(model)
+    input_q, output_q = io_quantization(data, name)
+    return output_q.dequantize(runners[engine](data, input_q.quantize(x), name).outputs)

@@ -16,35 +16,17 @@ import pytest
 
 from hypertiny_keras import cli, export_tflite, hypertiny_pw, runtime
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.export.arduino import export_arduino
 from hypertiny_keras.export.flatbuffer import read_model
 from hypertiny_keras.export.inspect import format_inspection, inspect_tflite
+from hypertiny_keras.mutation import KINDS, READERS, check_mutant, mutate
 
 LENGTH = 64
 SEED = 20260324
-KINDS = ("flip", "truncate", "random", "zero")
 MUTANTS_PER_KIND = 80
 #: Longest one TFLM request may take here, in seconds (a mutant can make TFLM loop forever).
 TFLM_TIMEOUT_S = 10.0
 #: `hypertiny inspect` runs as a real process for this many mutants of each kind.
 SUBPROCESS_PER_KIND = 3
-
-
-def mutate(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
-    """One mutant of `data`: `flip` 1-3 bits, `truncate`, `random` bytes after the header, or `zero` a range."""
-    b = bytearray(data)
-    if kind == "flip":
-        for _ in range(int(rng.integers(1, 4))):
-            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
-    elif kind == "truncate":
-        b = b[: int(rng.integers(0, len(b)))]
-    elif kind == "random":
-        b = b[:8] + bytearray(rng.bytes(int(rng.integers(0, len(b)))))
-    else:
-        start = int(rng.integers(0, len(b)))
-        end = min(start + int(rng.integers(1, 257)), len(b))
-        b[start:end] = bytes(end - start)
-    return bytes(b)
 
 
 @pytest.fixture(scope="module")
@@ -158,27 +140,22 @@ def test_hypertiny_inspect_as_a_process(mutants):
 
 def test_export_arduino_and_predict_survive_every_mutant(original, mutants, tmp_path, short_tflm_timeout):
     _, x = original
-    outcomes: dict[str, dict[str, int]] = {"arduino": {}, "predict": {}}
-    for kind, path, _ in mutants:
-        sketch = tmp_path / f"Sketch_{path.stem}"
-        calls = {
-            "arduino": lambda: export_arduino(str(path), str(sketch), windows=x),
-            "predict": lambda: runtime.predict(path, x),
-        }
-        for what, call in calls.items():
-            try:
-                call()
-                outcome = "ok"
-            except (ValueError, RuntimeError) as error:  # ValueError: refused by the reader; TFLMError, TFLMCrash
-                _one_line(error)
-                outcome = type(error).__name__
-                if what == "arduino":
-                    assert not sketch.exists() or not any(sketch.iterdir()), f"{path}: partial sketch left"
-            outcomes[what][outcome] = outcomes[what].get(outcome, 0) + 1
-    for counts in outcomes.values():
-        assert counts.get("ValueError") and sum(counts.values()) == len(mutants), outcomes
+    counts = {reader: {} for reader in READERS}
+    for _, path, _ in mutants:
+        for reader, outcome in check_mutant(path, x, tmp_path / f"Sketch_{path.stem}").items():
+            assert not outcome.startswith("broken"), (path, reader, outcome)
+            counts[reader][outcome] = counts[reader].get(outcome, 0) + 1
+    for reader_counts in counts.values():
+        assert reader_counts.get("ValueError") and sum(reader_counts.values()) == len(mutants), counts
     # The worker came back after every crash: the original still runs.
     assert runtime.predict(original[0], x).shape == (2, 2)
+
+
+def test_predict_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 4 + b"TFL3" + b"\x00" * 8)
+    with pytest.raises(ValueError, match=f"^{bad}: not a valid TFLite flatbuffer"):
+        runtime.predict(bad, np.zeros((1, LENGTH, 1), np.float32))
 
 
 def test_cli_export_arduino_refuses_mutants_in_one_line(mutants, tmp_path, capsys, short_tflm_timeout):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from hypertiny_keras import export_tflite, kernel_generators
-from hypertiny_keras.export import ExportError, analyze
+from hypertiny_keras.export import ExportError
+from hypertiny_keras.export.analyze import analyze
 from hypertiny_keras.fuzzing import Architecture, build, representative_data
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, generated_layers
 from hypertiny_keras.runtime import TFLMCrash, io_quantization, run_tflm, tflm_worker
