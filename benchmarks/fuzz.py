@@ -56,7 +56,7 @@ def main() -> None:
         "# Export fuzzing: random architectures",
         "",
         f"Command: `{command}` ({args.count:,} architectures in {seconds / 60:.1f} min on this 2-core machine). "
-        "Space: 1-D and 2-D inputs, widths 1-128, 1-4 generated layers, dense and factorized heads (rank 1-5), "
+        "Space: 1-D and 2-D inputs, widths 1-128, 1-4 generated layers, dense, factorized (rank 1-5), lowrank and kronecker (rank 1-5) kernels, "
         "bias on/off, relu/relu6/tanh/none, generator relu/relu6/linear, BatchNorm after generated layers, "
         "residual Add, Functional/Sequential/nested sub-model; Glorot weights and random BatchNorm statistics. "
         "Each model is exported with boot synthesis and 32 verification samples.",

@@ -18,7 +18,7 @@ if typing.TYPE_CHECKING:
 ROLES = (
     "codes",  # z_l of every generated layer
     "generator",  # shared micro-MLP g (kernel, bias) and the shared basis B
-    "heads",  # H_l (dense) or A_l (factorized)
+    "heads",  # H_l (dense), A_l (factorized), or the per-layer factors (lowrank, kronecker)
     "pointwise",  # stored 1x1 kernels (PW1, or every PW layer of a stored model)
     "conv",  # other convolution kernels (stem)
     "depthwise",  # depthwise kernels
@@ -141,7 +141,8 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
         for role, values, is_bias in _layer_tensors(layer):
             add(role, values, is_bias)
         if isinstance(layer, HyperPointwise):
-            generators[id(layer.generator)] = layer.generator
+            if layer.kernel_generator.uses_generator:
+                generators[id(layer.generator)] = layer.generator
             stored = [_size(w) for _, w in layer.kernel_generator.stored(layer)]
             for b in bits:
                 twin_delta[b] += packed_bytes(layer.filters * layer.in_channels, b) - sum(

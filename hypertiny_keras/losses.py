@@ -249,17 +249,19 @@ def _soft_f1_loss(onehot, probs, weight):
 
 def regularized_matrices(model: keras.Model) -> list:
     """The matrices the spectral term penalises: each shared generator's kernel
-    `(d_z, d_h)` and basis `(d_h, r)` (once per generator), and every head."""
+    `(d_z, d_h)` and basis `(d_h, r)` (once per generator), and every head
+    (for `lowrank`/`kronecker` layers: their factors)."""
     layers = generated_layers(model)
     if not layers:
         raise ValueError(f"model {model.name!r} has no HyperPointwise layer")
-    generators = {id(layer.generator): layer.generator for layer in layers}
+    generators = {id(layer.generator): layer.generator for layer in layers if layer.kernel_generator.uses_generator}
     out = []
     for generator in generators.values():
         out.append(generator.kernel)
         if generator.basis is not None:
             out.append(generator.basis)
-    return out + [layer.head for layer in layers]
+    heads = [w for layer in layers for role, w in layer.kernel_generator.stored(layer) if role == "heads"]
+    return out + [w if len(w.shape) == 2 else ops.reshape(w, (w.shape[0], -1)) for w in heads]
 
 
 def top_singular_value_squared(matrix, iterations: int = 5):

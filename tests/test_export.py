@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import keras
 
-from hypertiny_keras import ExportVerificationError, export_tflite, hypertiny_pw, inspect_tflite
+from hypertiny_keras import ExportError, ExportVerificationError, export_tflite, hypertiny_pw, inspect_tflite
 from hypertiny_keras.data.synthetic import make_beats
 from hypertiny_keras.export.flatbuffer import op_names, read_model
 from hypertiny_keras.layers import HyperPointwise
@@ -100,6 +100,43 @@ def test_boot_file_holds_no_generated_kernel(tmp_path, beats):
     info = inspect_tflite((tmp_path / "boot.tflite").read_bytes())
     assert info["resource_variables"] == 2
     assert info["generated_weight_ram_bytes"] == 16 * 8 + 16 * 16
+
+
+@pytest.mark.parametrize("head,norm", [("lowrank", "batch"), ("kronecker", "batch"), ("lowrank", "none")])
+def test_factor_kernels_boot_exactly_and_store_less_than_the_kernel(tmp_path, beats, head, norm):
+    """lowrank/kronecker: the device kernel is the int8 FULLY_CONNECTED of the factors; boot == its frozen twin."""
+    x = beats[0]
+    model = _trained(beats, (16, 64, 64), head, 2, norm)
+    frozen = export_tflite(model, x[:200], tmp_path / "frozen.tflite", synthesis="frozen")
+    boot = export_tflite(model, x[:200], tmp_path / "boot.tflite", synthesis="boot")
+    v = boot.verification
+    assert v["boot_vs_equivalent_identical"] and v["tflm_vs_litert_max_steps"] <= 1
+    ops = op_names(read_model((tmp_path / "boot.tflite").read_bytes()))
+    assert ops[1].count("FULLY_CONNECTED") == 2 and ops[1].count("ASSIGN_VARIABLE") == 2
+    assert ops[1].count("TRANSPOSE") == (2 if head == "kronecker" else 0)
+    for layer in boot.generated_layers:
+        assert layer["head_mode"] == head and layer["exact_fraction"] == 1.0
+        assert len(layer["filter_scales"]) == layer["filters"]  # one kernel scale times the folded BatchNorm
+        assert layer["kernel_error_lsb"] <= 2.0  # per-tensor int8 of the factors and the kernel
+    # The file stores the factors instead of the 64 x 64 kernels, and is smaller for it.
+    assert boot.bytes_by_role["heads"] < frozen.bytes_by_role["pointwise"] / 4
+    assert boot.file_bytes < frozen.file_bytes
+    # Independent runs: the boot file agrees with the frozen (converter) file on nearly every class.
+    held_out = x[600:900]
+    a, b = _tflm_int8(tmp_path / "frozen.tflite", held_out), _tflm_int8(tmp_path / "boot.tflite", held_out)
+    assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.95
+
+
+def test_factor_kernel_after_a_sign_flipping_batch_norm_is_refused(tmp_path, beats):
+    model = _trained(beats, (8, 16), "lowrank", 2)
+    bn = model.get_layer("pw2_bn")
+    gamma, beta, mean, var = bn.get_weights()
+    gamma[3] = -abs(gamma[3])
+    bn.set_weights([gamma, beta, mean, var])
+    with pytest.raises(ExportError, match=r"pw2: a following BatchNormalization flips .* 1 output channel"):
+        export_tflite(model, beats[0][:200], tmp_path / "boot.tflite", synthesis="boot")
+    assert not list(tmp_path.iterdir())
+    export_tflite(model, beats[0][:200], tmp_path / "frozen.tflite", synthesis="frozen")
 
 
 def test_per_tensor_filters_are_the_rounded_kernel(tmp_path, beats):

@@ -132,3 +132,59 @@ def test_bad_arguments():
         PointwiseGenerator(4, 8, activation="tanh")
     with pytest.raises(ValueError, match="no HyperPointwise"):
         freeze(keras.Sequential([keras.Input((4, 2)), keras.layers.Conv1D(3, 1)]))
+
+
+def _factor_model(head, rank=3, ndim=1, seed=0):
+    """A model whose generated layers are `lowrank`/`kronecker` kernels (no shared generator)."""
+    keras.utils.set_random_seed(seed)
+    shape = (32, 3) if ndim == 1 else (8, 8, 3)
+    conv = keras.layers.Conv1D if ndim == 1 else keras.layers.Conv2D
+    inputs = keras.Input(shape)
+    x = conv(8, 3, padding="same", activation="relu")(inputs)
+    kind = {"class_name": head, "config": {"rank": rank}}
+    x = HyperPointwise(16, None, head=kind, activation="relu", name="pw2")(x)
+    x = HyperPointwise(12, None, head=kind, name="pw3")(x)
+    pool = keras.layers.GlobalAveragePooling1D() if ndim == 1 else keras.layers.GlobalAveragePooling2D()
+    return keras.Model(inputs, keras.layers.Dense(3)(pool(x)))
+
+
+def test_lowrank_and_kronecker_kernels():
+    layer = _factor_model("lowrank").get_layer("pw3")  # 16 -> 12, rank 3
+    u, v = ops.convert_to_numpy(layer.left), ops.convert_to_numpy(layer.right)
+    assert u.shape == (12, 3) and v.shape == (3, 16)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.generated_kernel()), u @ v, rtol=1e-5, atol=1e-6)
+    assert layer.count_params() == 3 * (12 + 16) + 12
+
+    layer = _factor_model("kronecker").get_layer("pw3")  # C_out 12 = 3 x 4, C_in 16 = 4 x 4
+    a, b = ops.convert_to_numpy(layer.left), ops.convert_to_numpy(layer.right)
+    assert a.shape == (3, 3, 4) and b.shape == (3, 4, 4)
+    expected = sum(np.kron(a[k], b[k]) for k in range(3))
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.generated_kernel()), expected, rtol=1e-5, atol=1e-6)
+    assert layer.count_params() == 3 * (12 + 16) + 12
+
+
+@pytest.mark.parametrize("head", ["lowrank", "kronecker"])
+def test_factor_kernels_train_save_and_load_exactly(tmp_path, head):
+    model = _factor_model(head, rank=2)
+    assert not any(isinstance(layer, PointwiseGenerator) for layer in model._flatten_layers())
+    std = float(np.std(ops.convert_to_numpy(model.get_layer("pw2").generated_kernel())))
+    assert std == pytest.approx(np.sqrt(2 / (8 + 16)), rel=0.5)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _inputs(model, 32)
+    before = ops.convert_to_numpy(model.get_layer("pw2").left).copy()
+    model.fit(x, np.arange(32) % 3, epochs=2, verbose=0)
+    assert np.abs(ops.convert_to_numpy(model.get_layer("pw2").left) - before).max() > 0  # gradients reach factors
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("pw2").kernel_generator == model.get_layer("pw2").kernel_generator
+    assert loaded.get_layer("pw2").generator is None
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    frozen = freeze(model)
+    assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-5
+
+
+def test_kinds_that_need_a_generator_refuse_none():
+    with pytest.raises(ValueError, match="needs a shared PointwiseGenerator"):
+        HyperPointwise(8, None, head="dense")
+    with pytest.raises(ValueError, match="rank must be >= 1"):
+        HyperPointwise(8, None, head={"class_name": "lowrank", "config": {"rank": 0}})

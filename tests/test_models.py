@@ -200,3 +200,23 @@ def test_group_norm_lowers_to_many_ops_with_a_float_island_and_still_runs_in_tfl
         synthesis="frozen",
     )
     assert len(ops_list) > 3 * len(plain.operators[0])
+
+
+def test_stored_low_rank_twin_is_two_convolutions_and_fewer_bytes(beats, tmp_path):
+    """`stored_pw_twin(pw_rank=r)`: PW2..PWL as C_in -> r -> C_out stored convolutions, no synthesis."""
+    keras.utils.set_random_seed(0)
+    x, y = beats
+    kwargs = dict(widths=(16, 64, 64), stem_filters=8)
+    full = stored_pw_twin((LENGTH, 1), 2, **kwargs)
+    low = _one_step(stored_pw_twin((LENGTH, 1), 2, pw_rank=4, **kwargs), x, y)
+    assert [layer.name for layer in low.layers if layer.name.startswith("pw")][:4] == [
+        "pw1", "pw1_bn", "pw1_relu", "pw2_v"]
+    assert tuple(low.get_layer("pw2_v").kernel.shape) == (1, 16, 4)
+    assert tuple(low.get_layer("pw3_u").kernel.shape) == (1, 4, 64)
+    pointwise = byte_table(low).by_role["pointwise"][8]
+    assert pointwise == 16 * 8 + 4 * (16 + 64) + 4 * (64 + 64) < byte_table(full).by_role["pointwise"][8]
+    report, data = _export_and_run(low, x, tmp_path)
+    assert report.verification["tflm_vs_litert_max_steps"] <= 1
+    assert "VAR_HANDLE" not in op_names(read_model(data))[0]
+    with pytest.raises(ValueError, match="pw_rank"):
+        stored_pw_twin((LENGTH, 1), 2, pw_rank=0)

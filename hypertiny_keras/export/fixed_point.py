@@ -72,8 +72,8 @@ def fully_connected(
     output_zero_point: int,
     clamp: tuple[int, int] = (-128, 127),
 ) -> np.ndarray:
-    """int8 FULLY_CONNECTED: `x` `(in,)` int8, `weights` `(out, in)` int8 -> `(out,)` int8 values."""
-    acc = np.asarray(weights, np.int64) @ (np.asarray(x, np.int64) - input_zero_point)
+    """int8 FULLY_CONNECTED: `x` `(in,)` or `(batch, in)` int8, `weights` `(out, in)` int8 -> `(out,)` or `(batch, out)`."""
+    acc = (np.asarray(x, np.int64) - input_zero_point) @ np.asarray(weights, np.int64).T
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)
     return np.clip(requantize(acc, multiplier) + output_zero_point, *clamp)

@@ -31,15 +31,16 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
     if in_init:
         if code != OPS.FULLY_CONNECTED:
             return "other"
+        outputs = _indices(op.outputs)
+        makes_kernel = bool(outputs) and any(  # the last step of a layer: its output is (reshaped into) the filter
+            builtin_code(model, consumer) in (OPS.RESHAPE, OPS.ASSIGN_VARIABLE)
+            for consumer in consumers.get(outputs[0], [])
+        )
+        if makes_kernel:
+            return "heads"  # H_l, A_l, or both per-layer factors of a lowrank/kronecker kernel
         first = _indices(op.inputs)[0]
         first_is_constant = first >= 0 and model.buffers[subgraph.tensors[first].buffer].data is not None
-        if first_is_constant:
-            return "codes" if position == 0 else "generator"
-        outputs = _indices(op.outputs)
-        feeds_reshape = bool(outputs) and any(
-            builtin_code(model, consumer) == OPS.RESHAPE for consumer in consumers.get(outputs[0], [])
-        )
-        return "heads" if feeds_reshape else "generator"
+        return "codes" if first_is_constant and position == 0 else "generator"
     if position == 2 and code in (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED):
         return "biases"
     if code == OPS.CONV_2D and position == 1:

@@ -78,6 +78,9 @@ class Rewrite:
 
     layers: list[GeneratedLayer]
     filters: dict[str, tuple[np.ndarray, np.ndarray]]
+    #: Whether every layer synthesises the converter's own per-channel filter
+    #: (then the boot file computes what the converter's frozen file computes).
+    matches_converter: bool = True
 
 
 @dataclasses.dataclass
@@ -317,6 +320,58 @@ class Emitter:
         return t_w, synthesised
 
 
+    def factor_product(self, name: str, left: np.ndarray, right: np.ndarray, layout=None):
+        """A kernel made by one FULLY_CONNECTED of two per-layer factors: `left @ right.T`.
+
+        Args:
+            name: the layer's name (tensor names).
+            left: float `(rows, r)`, the FULLY_CONNECTED input (a constant).
+            right: float `(cols, r)`, its weights.
+            layout: `(shape, permutation)`: RESHAPE the `(rows, cols)` product
+                to `shape`, then TRANSPOSE by `permutation`; `None`: no move.
+
+        Returns:
+            (index of the int8 kernel tensor, its values `(rows * cols,)` in
+            kernel order as the device computes them, their one scale; zero
+            point 0, so the values serve as a CONV_2D filter).
+        """
+        left_q, left_scale = _symmetric(left)
+        right_q, right_scale = _symmetric(right)
+        product = (left_q.astype(np.float64) * left_scale) @ (right_q.astype(np.float64) * right_scale).T
+        scale = float(np.float32(max(float(np.abs(product).max(initial=0.0)) / 127.0, _MIN_ACTIVATION_SCALE)))
+        values = fixed_point.fully_connected(
+            left_q, 0, right_q, None, fixed_point.tflm_multiplier(left_scale, right_scale, scale), 0
+        )
+        t_left = self.writer.tensor(self.init, f"{name}/left", left_q.shape, INT8, left_q, _quantization(left_scale))
+        t_right = self.writer.tensor(self.init, f"{name}/right", right_q.shape, INT8, right_q,
+                                     _quantization(right_scale))
+        # With no move, the product is written straight into the 4-D filter shape: TFLM's FULLY_CONNECTED
+        # reads rows (batches) and units from the output's dimensions, (C_out, 1, 1, C_in) gives the same.
+        shape = values.shape if layout is not None else (values.shape[0], 1, 1, values.shape[1])
+        t_out = self.writer.tensor(self.init, f"{name}/product", shape, INT8, None, _quantization(scale))
+        self.writer.fully_connected(self.init, [t_left, t_right, -1], t_out, 0)
+        if layout is not None:
+            shape, permutation = layout
+            t_shape = self.writer.tensor(self.init, f"{name}/product_shape", [len(shape)], INT32,
+                                         np.asarray(shape, np.int32))
+            t_moved = self.writer.tensor(self.init, f"{name}/product4", shape, INT8, None, _quantization(scale))
+            options = schema.ReshapeOptionsT()
+            options.newShape = list(shape)
+            self.init.operators.append(
+                self.writer.op(OPS.RESHAPE, [t_out, t_shape], [t_moved], schema.BuiltinOptions.ReshapeOptions, options)
+            )
+            t_perm = self.writer.tensor(self.init, f"{name}/permutation", [len(permutation)], INT32,
+                                        np.asarray(permutation, np.int32))
+            moved_shape = [shape[axis] for axis in permutation]
+            t_out = self.writer.tensor(self.init, f"{name}/kernel", moved_shape, INT8, None, _quantization(scale))
+            self.init.operators.append(
+                self.writer.op(OPS.TRANSPOSE, [t_moved, t_perm], [t_out], schema.BuiltinOptions.TransposeOptions,
+                               schema.TransposeOptionsT())
+            )
+            values = values.reshape(shape).transpose(permutation)
+        return t_out, values.reshape(-1), scale
+
+
 def _stored_filter(model, subgraph, op) -> tuple[np.ndarray, np.ndarray]:
     """int8 filter `(C_out, C_in)` of a 1x1 CONV_2D and its per-channel scales `(C_out,)`."""
     tensor = subgraph.tensors[op.inputs[1]]
@@ -396,22 +451,40 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
         cout, cin = kernels[name].shape
         stored, stored_scales = _stored_filter(model, main, conv)
         target_kernel = kernels[name] * factor[:, None]
-        if per_channel:
-            filter_scales, target = stored_scales, stored.astype(np.int64)
+        kind = layer.kernel_generator
+        if kind.solves_target:
+            if per_channel:
+                filter_scales, target = stored_scales, stored.astype(np.int64)
+            else:
+                target, scale = _symmetric(target_kernel)
+                filter_scales, target = np.full(1, scale), target.astype(np.int64)
+            row_scales = np.broadcast_to(filter_scales, (cout,))
+            value_scales = np.repeat(factor / row_scales, cin)  # float kernel value -> target steps
+            t_w, synthesised, _ = kind.emit(emitter, layer, target.reshape(-1), value_scales)
         else:
-            target, scale = _symmetric(target_kernel)
-            filter_scales, target = np.full(1, scale), target.astype(np.int64)
-        row_scales = np.broadcast_to(filter_scales, (cout,))
-        value_scales = np.repeat(factor / row_scales, cin)  # float kernel value -> target steps
-        t_w, synthesised = layer.kernel_generator.emit(emitter, layer, target.reshape(-1), value_scales)
+            if np.any(factor <= 0):
+                raise BootExportError(
+                    f"{name}: a following BatchNormalization flips or zeroes the sign of "
+                    f"{int(np.sum(factor <= 0))} output channel(s) (gamma <= 0); a {kind.name!r} kernel is one "
+                    "product of factors and cannot absorb it; export with synthesis='frozen'"
+                )
+            t_w, synthesised, scale = kind.emit(emitter, layer, None, None)
+            # One scale for the device kernel; a folded BatchNormalization goes into the per-channel scales.
+            filter_scales = np.asarray(np.float32(scale) * factor.astype(np.float32), np.float64)
+            row_scales = filter_scales
+            target = np.asarray(synthesised, np.int64).reshape(cout, cin)
         synthesised = np.asarray(synthesised, np.int64).reshape(cout, cin)
 
-        t_shape = writer.tensor(init, f"{name}/shape", [4], INT32, np.array([cout, 1, 1, cin], np.int32))
-        # The init side only moves bytes: one scale there; the filter scales sit on the reader.
-        t_w4 = writer.tensor(init, f"{name}/filter", [cout, 1, 1, cin], INT8, None, _quantization(1.0))
-        reshape = schema.ReshapeOptionsT()
-        reshape.newShape = [cout, 1, 1, cin]
-        init.operators.append(writer.op(OPS.RESHAPE, [t_w, t_shape], [t_w4], schema.BuiltinOptions.ReshapeOptions, reshape))
+        t_w4 = t_w
+        if [int(d) for d in init.tensors[t_w].shape] != [cout, 1, 1, cin]:
+            t_shape = writer.tensor(init, f"{name}/shape", [4], INT32, np.array([cout, 1, 1, cin], np.int32))
+            # The init side only moves bytes: one scale there; the filter scales sit on the reader.
+            t_w4 = writer.tensor(init, f"{name}/filter", [cout, 1, 1, cin], INT8, None, _quantization(1.0))
+            reshape = schema.ReshapeOptionsT()
+            reshape.newShape = [cout, 1, 1, cin]
+            init.operators.append(
+                writer.op(OPS.RESHAPE, [t_w, t_shape], [t_w4], schema.BuiltinOptions.ReshapeOptions, reshape)
+            )
         handle, t_resource = writer.var_handle(init, name)
         assign = writer.op(OPS.ASSIGN_VARIABLE, [t_resource, t_w4], [], schema.BuiltinOptions.AssignVariableOptions,
                            schema.AssignVariableOptionsT())
@@ -424,14 +497,16 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
                          schema.ReadVariableOptionsT())
         reads[id(conv)] = [handle, read]
         conv.inputs[1] = t_filter
-        if not per_channel and len(conv.inputs) > 2 and conv.inputs[2] >= 0:
+        if not np.array_equal(filter_scales, stored_scales) and len(conv.inputs) > 2 and conv.inputs[2] >= 0:
+            # The bias is in units of input scale x filter scale: requantize it to the new filter scales.
             input_scale = float(main.tensors[conv.inputs[0]].quantization.scale[0])
             old_bias = np.frombuffer(buffer_bytes(model, main.tensors[conv.inputs[2]]), np.int32)
             bias_float = old_bias * input_scale * stored_scales
-            new_scale = float(np.float32(input_scale) * np.float32(filter_scales[0]))
+            new_scales = np.float32(input_scale) * np.broadcast_to(filter_scales, (cout,)).astype(np.float32)
+            bias = np.clip(np.round(bias_float / new_scales.astype(np.float64)), -(2**31), 2**31 - 1)
             conv.inputs[2] = writer.tensor(
-                main, f"{name}/bias", [cout], INT32, np.round(bias_float / new_scale).astype(np.int32),
-                _quantization(new_scale),
+                main, f"{name}/bias", [cout], INT32, bias.astype(np.int32),
+                _quantization(new_scales if filter_scales.size > 1 else new_scales[:1]),
             )
         miss = np.abs(synthesised - target)
         if miss.max() > 0:
@@ -464,7 +539,7 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
         operators += reads.get(id(op), []) + [op]
     main.operators = operators
     compact(model)
-    return Rewrite(report, filters)
+    return Rewrite(report, filters, per_channel and all(layer.kernel_generator.solves_target for layer in layers))
 
 
 def frozen_equivalent(model: schema.ModelT, rewrite: Rewrite) -> schema.ModelT:

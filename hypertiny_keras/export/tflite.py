@@ -173,18 +173,18 @@ def export_tflite(
         return data, unstripped - len(data)
 
     frozen, frozen_stripped = finish(read_model(converted))
-    layers, main_graph = [], None
+    layers, main_graph, same_as_converter = [], None, False
     data, stripped = frozen, frozen_stripped
     if plan.synthesis == "boot":
         flat = read_model(converted)
         rewrite = add_init_subgraph(flat, plan.layers, plan.per_channel, plan.allow_inexact)
-        layers = rewrite.layers
+        layers, same_as_converter = rewrite.layers, rewrite.matches_converter
         main_graph, _ = finish(frozen_equivalent(flat, rewrite))
         data, stripped = finish(flat)
 
     arena = tflm_arena_bytes(data, name=str(plan.path))
     verification, timing, problems = verify(
-        plan, data, arena, main_graph, frozen if plan.synthesis == "boot" and plan.per_channel else None
+        plan, data, arena, main_graph, frozen if same_as_converter else None
     )
     if problems:
         raise ExportVerificationError(f"{plan.path.name} not written: " + "; ".join(problems), problems)

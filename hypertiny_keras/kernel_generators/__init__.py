@@ -1,6 +1,7 @@
 """Kernel generators: the kinds of generated pointwise kernel, found by name.
 
-Each kind is one class registered under a name (`"dense"`, `"factorized"`)
+Each kind is one class registered under a name (`"dense"`, `"factorized"`,
+`"lowrank"`, `"kronecker"`)
 and resolved like Keras activations: `get(name_or_config)` and
 `serialize(kind)`. A kind owns everything that depends on how its kernel is
 made: the Keras weights it adds to a `HyperPointwise` layer, the float
@@ -15,8 +16,25 @@ from hypertiny_keras.kernel_generators.base import (
     names,
     register,
     serialize,
+    with_rank,
 )
 from hypertiny_keras.kernel_generators.dense import DenseHead
 from hypertiny_keras.kernel_generators.factorized import FactorizedHead
+from hypertiny_keras.kernel_generators.kronecker import Kronecker
+from hypertiny_keras.kernel_generators.lowrank import LowRank
+from hypertiny_keras.kernel_generators.product import FactorProduct
 
-__all__ = ["DenseHead", "FactorizedHead", "KernelGenerator", "LinearHead", "get", "names", "register", "serialize"]
+__all__ = [
+    "DenseHead",
+    "FactorProduct",
+    "FactorizedHead",
+    "KernelGenerator",
+    "Kronecker",
+    "LinearHead",
+    "LowRank",
+    "get",
+    "names",
+    "register",
+    "serialize",
+    "with_rank",
+]

@@ -45,6 +45,19 @@ def get(identifier) -> "KernelGenerator":
         raise ValueError(f"bad config for kernel generator {name!r}: {error}") from None
 
 
+def with_rank(identifier, rank: int | None) -> "KernelGenerator":
+    """`get(identifier)`, with its own `rank` setting replaced by `rank` when it has one and `rank` is set.
+
+    Model builders take one `rank` argument: the shared basis's rank for
+    `factorized`, the factors' rank for `lowrank`/`kronecker`.
+    """
+    kind = get(identifier)
+    config = kind.get_config()
+    if rank is None or "rank" not in config:
+        return kind
+    return get({"class_name": kind.name, "config": {**config, "rank": int(rank)}})
+
+
 def serialize(kind: "KernelGenerator") -> str | dict:
     """The name of `kind`, or `{"class_name": name, "config": ...}` when it has settings."""
     config = kind.get_config()
@@ -62,9 +75,17 @@ class KernelGenerator:
     name: ClassVar[str] = ""
     #: Whether the kind reads the shared `PointwiseGenerator` g.
     uses_generator: ClassVar[bool] = True
+    #: Whether `emit` solves for any int8 target (one free stored value per kernel
+    #: value), so that the boot file reproduces the converter's own per-channel
+    #: filter. Kinds that store fewer values than the kernel cannot: their device
+    #: kernel is what the int8 arithmetic gives, and the frozen equivalent is
+    #: built from it.
+    solves_target: ClassVar[bool] = True
 
     def check(self, generator) -> None:
-        """Raises ValueError when `generator` cannot serve this kind."""
+        """Raises ValueError when `generator` cannot serve this kind (`None`: the layer has none)."""
+        if self.uses_generator and generator is None:
+            raise ValueError(f"head={self.name!r} needs a shared PointwiseGenerator (generator=None given)")
 
     def build(self, layer) -> None:
         """Adds the kind's weights to `layer` (`layer.filters`, `layer.in_channels` are set)."""
@@ -84,11 +105,15 @@ class KernelGenerator:
         Args:
             emitter: the `export.rewrite.Emitter` of the init subgraph.
             layer: the `HyperPointwise` layer.
-            target: the int8 filter the device must produce, `(C_out * C_in,)`.
-            value_scales: float kernel -> target units, per kernel value `(C_out * C_in,)`.
+            target: the int8 filter the device must produce, `(C_out * C_in,)`
+                (kinds with `solves_target` only; else `None`).
+            value_scales: float kernel -> target units, per kernel value
+                `(C_out * C_in,)` (kinds with `solves_target` only; else `None`).
 
         Returns:
-            (index of the flat int8 kernel tensor, the values the device computes).
+            (index of the int8 kernel tensor in `(C_out, C_in)` row-major order,
+            the values the device computes `(C_out * C_in,)`, their one scale;
+            `None` when they are in the target's units).
         """
         raise NotImplementedError
 

@@ -23,4 +23,4 @@ class DenseHead(LinearHead):
 
     def emit(self, emitter, layer, target, value_scales):
         h = emitter.generator_output(layer)
-        return emitter.exact_fully_connected(layer.name, h, layer.head, target, value_scales)
+        return (*emitter.exact_fully_connected(layer.name, h, layer.head, target, value_scales), None)

@@ -15,6 +15,7 @@ class FactorizedHead(LinearHead):
     name = "factorized"
 
     def check(self, generator) -> None:
+        super().check(generator)
         if generator.rank is None:
             raise ValueError(
                 "head='factorized' needs a generator with a shared basis: PointwiseGenerator(..., rank=r)"
@@ -31,4 +32,4 @@ class FactorizedHead(LinearHead):
     def emit(self, emitter, layer, target, value_scales):
         h = emitter.generator_output(layer)
         u = emitter.fully_connected("generator/basis", h, layer.generator.basis)
-        return emitter.exact_fully_connected(layer.name, u, layer.head, target, value_scales)
+        return (*emitter.exact_fully_connected(layer.name, u, layer.head, target, value_scales), None)

@@ -11,7 +11,8 @@ from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers.generator import PointwiseGenerator
 
 #: Names of the registered kernel generators (`dense`: H_l of d_h x C_out*C_in,
-#: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3).
+#: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3;
+#: `lowrank`: U V of rank r; `kronecker`: a sum of r Kronecker products).
 HEAD_MODES = kernel_generators.names()
 
 
@@ -27,19 +28,25 @@ class HyperPointwise(keras.layers.Layer):
     - `dense`:      `W_l = reshape(g(z_l) @ head)`, head `(d_h, C_out*C_in)`
     - `factorized`: `W_l = reshape(g(z_l) @ B @ head)`, head `(r, C_out*C_in)`,
       `B` `(d_h, r)` shared through the generator,
+    - `lowrank`:    `W_l = left @ right`, `(C_out, r)` and `(r, C_in)`, no generator,
+    - `kronecker`:  `W_l = sum_k left_k (x) right_k`, no generator,
 
     with `W_l` laid out `(C_out, C_in)` row-major, which is the TFLite
     `CONV_2D` filter layout (OHWI with H = W = 1). `g` is a
     `PointwiseGenerator` shared by all generated layers of the model.
 
     Note the byte cost: a dense head holds `d_h` times, a factorized head `r`
-    times, the values of the kernel it generates (see `accounting`).
+    times, the values of the kernel it generates; `lowrank` and `kronecker`
+    hold fewer values than the kernel (see `accounting`).
 
     Args:
         filters: C_out, number of output channels.
-        generator: the shared `PointwiseGenerator`.
+        generator: the shared `PointwiseGenerator`; `None` for kinds that
+            read none (`lowrank`, `kronecker`).
         head: a kernel generator name (`"dense"`, `"factorized"`, which needs
-            `generator.rank`), its `serialize` config, or an instance.
+            `generator.rank`, `"lowrank"`, `"kronecker"`), its `serialize`
+            config (e.g. `{"class_name": "lowrank", "config": {"rank": 2}}`),
+            or an instance (`kernel_generators.LowRank(rank=2)`).
         activation: activation applied to the output, as in `Conv1D`.
         use_bias: whether the layer adds a bias of shape `(filters,)`.
         code_initializer: initializer of the code `z_l`.
@@ -57,7 +64,7 @@ class HyperPointwise(keras.layers.Layer):
     def __init__(
         self,
         filters: int,
-        generator: PointwiseGenerator,
+        generator: PointwiseGenerator | None,
         head: str = "dense",
         activation=None,
         use_bias: bool = True,
@@ -69,9 +76,9 @@ class HyperPointwise(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(filters) < 1:
             raise ValueError(f"filters must be >= 1, got {filters}")
-        if not isinstance(generator, PointwiseGenerator):
+        if generator is not None and not isinstance(generator, PointwiseGenerator):
             raise TypeError(
-                f"generator must be a PointwiseGenerator, got {type(generator).__name__}"
+                f"generator must be a PointwiseGenerator or None, got {type(generator).__name__}"
             )
         self.kernel_generator = kernel_generators.get(head)
         self.kernel_generator.check(generator)
@@ -100,7 +107,7 @@ class HyperPointwise(keras.layers.Layer):
         if in_channels is None:
             raise ValueError(f"{self.name}: the channel dimension of the input must be known")
         self.in_channels = int(in_channels)
-        if not self.generator.built:
+        if self.generator is not None and not self.generator.built:
             self.generator.build((1, self.generator.code_dim))
         self.kernel_generator.build(self)
         self.bias = None
@@ -133,7 +140,7 @@ class HyperPointwise(keras.layers.Layer):
         return {
             **super().get_config(),
             "filters": self.filters,
-            "generator": keras.saving.serialize_keras_object(self.generator),
+            "generator": None if self.generator is None else keras.saving.serialize_keras_object(self.generator),
             "head": kernel_generators.serialize(self.kernel_generator),
             "activation": keras.activations.serialize(self.activation),
             "use_bias": self.use_bias,
@@ -149,7 +156,8 @@ class HyperPointwise(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["generator"] = _shared_generator(config["generator"], config.get("name", "?"))
+        if config.get("generator") is not None:
+            config["generator"] = _shared_generator(config["generator"], config.get("name", "?"))
         return cls(**config)
 
 

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import keras
 
+from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 
 NORMALIZATIONS = ("batch", "group", "none")
@@ -79,14 +80,22 @@ def hypertiny_pw(
     ADD, RESHAPE, and a float island DEQUANTIZE -> NEG -> QUANTIZE), which
     TFLM runs, at the cost of per-sample statistics on the device, a float
     NEG kernel in the op resolver and int8 error from quantizing the variance.
+
+    `head` names the kernel generator (`kernel_generators.names()`). For
+    `"factorized"`, `rank` is the shared basis's rank; for kinds with a rank
+    of their own (`"lowrank"`, `"kronecker"`), it is theirs (their default
+    when `None`), and those read no shared generator, so the model has none.
     """
-    generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank, name="generator")
+    kind = kernel_generators.with_rank(head, rank)
+    generator = None
+    if kind.uses_generator:
+        generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank, name="generator")
     use_bias = norm == "none"
 
     def pointwise(i, width, label):
         if i == 0:
             return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
-        return HyperPointwise(width, generator, head=head, use_bias=use_bias, name=label)
+        return HyperPointwise(width, generator, head=kind, use_bias=use_bias, name=label)
 
     return _separable_cnn(
         input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
@@ -102,17 +111,28 @@ def stored_pw_twin(
     dw_kernel: int = 5,
     downsample_blocks: int = 2,
     norm: str = "batch",
+    pw_rank: int | None = None,
     name: str = "stored_pw_twin",
 ) -> keras.Model:
     """The backbone of `hypertiny_pw` with every pointwise layer a stored `Conv1D(kernel_size=1)`.
 
     The honest ablation: what generation saves (or costs) is the difference
-    between the two models' bytes.
+    between the two models' bytes. With `pw_rank=r`, PW2..PWL are each two
+    stored 1x1 convolutions C_in -> r -> C_out (the first without bias or
+    activation): a rank-r kernel with no synthesis at all (no init subgraph,
+    no kernel in RAM, r (C_in + C_out) instead of C_in C_out multiplies per
+    step), the deployed form of `head="lowrank"`.
     """
     use_bias = norm == "none"
+    if pw_rank is not None and int(pw_rank) < 1:
+        raise ValueError(f"pw_rank must be None or >= 1, got {pw_rank}")
 
     def pointwise(i, width, label):
-        return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
+        if i == 0 or pw_rank is None:
+            return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
+        v = keras.layers.Conv1D(int(pw_rank), 1, use_bias=False, name=f"{label}_v")
+        u = keras.layers.Conv1D(width, 1, use_bias=use_bias, name=f"{label}_u")
+        return lambda x: u(v(x))
 
     return _separable_cnn(
         input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
