@@ -140,6 +140,7 @@ def _export(args) -> None:
             io_dtype=args.io,
             per_channel=args.per_channel,
             keep_metadata=args.keep_metadata,
+            diet=args.diet,
         )
     print(report)
 
@@ -191,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
         "--per-tensor", dest="per_channel", action="store_false", help="one scale per generated filter"
     )
     e.add_argument("--keep-metadata", action="store_true", help="keep names, signatures and metadata")
+    e.add_argument(
+        "--no-diet", dest="diet", action="store_false",
+        help="skip the flatbuffer diet (identity reshapes, unread quantization and options, duplicate constants)",
+    )
     e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
     e.add_argument(
         "--windows",

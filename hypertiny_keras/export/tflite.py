@@ -1,7 +1,7 @@
 """`export_tflite`: Keras model -> verified int8 `.tflite`, as a pipeline of one module per stage.
 
     analyze -> convert -> rewrite -> verify -> write
-    (plan)     (converter) (init subgraph, boot only; names and metadata stripped)
+    (plan)     (converter) (init subgraph, boot only; flatbuffer diet; names and metadata stripped)
                                       (TFLM reference, LiteRT on the main graph)
                                                 (model + report, both or neither)
 """
@@ -16,6 +16,7 @@ import numpy as np
 from hypertiny_keras.accounting import byte_table
 from hypertiny_keras.export.analyze import SYNTHESIS_MODES, analyze
 from hypertiny_keras.export.convert import convert
+from hypertiny_keras.export.diet import diet as flatbuffer_diet
 from hypertiny_keras.export.flatbuffer import compact, read_model, strip, write_model
 from hypertiny_keras.export.inspect import inspect_tflite
 from hypertiny_keras.export.rewrite import add_init_subgraph, frozen_equivalent
@@ -45,7 +46,9 @@ class ExportVerificationError(RuntimeError):
 class ExportReport:
     """What an export produced and measured. Saved as JSON beside the model.
 
-    Byte figures are bytes of the written file; `arena_bytes` is the smallest
+    Byte figures are bytes of the written file; `diet_bytes` what each kind
+    of the flatbuffer diet (`export.diet`) removed (empty when it was
+    turned off); `arena_bytes` is the smallest
     TFLM arena that ran the model on this host (64-bit build of the
     `tflite-micro` wheel: a 32-bit MCU needs less). Times are microseconds on
     this host; the first TFLM/LiteRT invoke includes the init subgraph
@@ -58,6 +61,7 @@ class ExportReport:
     per_channel: bool
     file_bytes: int
     stripped_bytes: int
+    diet_bytes: dict
     bytes_by_role: dict
     operators: list
     arena_bytes: int
@@ -76,6 +80,13 @@ class ExportReport:
         lines = [
             f"{self.path}: {self.file_bytes:,} bytes ({self.synthesis}, {self.io_dtype} I/O); "
             f"{self.stripped_bytes:,} bytes of names/metadata/unused buffers removed",
+            "  flatbuffer diet: "
+            + (
+                f"{sum(self.diet_bytes.values()):,} bytes removed ("
+                + ", ".join(f"{k} {v:,}" for k, v in self.diet_bytes.items()) + ")"
+                if self.diet_bytes
+                else "off"
+            ),
             "  bytes by role: "
             + ", ".join(f"{k} {v:,}" for k, v in self.bytes_by_role.items() if v),
             f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}); "
@@ -113,6 +124,7 @@ def export_tflite(
     verify_samples: int = 64,
     tolerance_steps: float = 64.0,
     allow_inexact: bool = False,
+    diet: bool = True,
 ) -> ExportReport:
     """Export `model` to a full-integer int8 `.tflite` and verify it before writing.
 
@@ -140,6 +152,11 @@ def export_tflite(
             synthesise a generated kernel exactly (the report then gives the
             misses per layer and the measured boot vs frozen difference).
             By default such a model is refused, naming the layers.
+        diet: shrink every file with the flatbuffer diet (`export.diet`:
+            identity RESHAPE -> EXPAND_DIMS pairs, bias quantization and
+            options tables TFLM does not read, duplicated constants). TFLM
+            computes the same outputs either way; `False` keeps the
+            converter's structure.
 
     Returns:
         The `ExportReport`.
@@ -162,14 +179,19 @@ def export_tflite(
     )
     converted = convert(plan)
 
+    diet_by_file: dict[bytes, dict] = {}  # bytes each diet kind removed, by the file's bytes
+
     def finish(flat) -> tuple[bytes, int]:
-        """The file's bytes (names stripped unless kept) and how many bytes stripping removed."""
+        """The file's bytes (dieted unless turned off, names stripped unless kept) and how many bytes
+        stripping removed; the bytes each diet kind removed from the file go to `diet_by_file`."""
         compact(flat)
+        dieted = flatbuffer_diet(flat, stripped=not plan.keep_metadata) if diet else {}
         unstripped = len(write_model(flat))
         if not plan.keep_metadata:
             strip(flat)
             compact(flat)
         data = write_model(flat)
+        diet_by_file[data] = dieted
         return data, unstripped - len(data)
 
     frozen, frozen_stripped = finish(read_model(converted))
@@ -196,6 +218,7 @@ def export_tflite(
         per_channel=plan.per_channel,
         file_bytes=len(data),
         stripped_bytes=stripped,
+        diet_bytes=diet_by_file[data],
         bytes_by_role=info["bytes_by_role"],
         operators=[sg["operators"] for sg in info["subgraphs"]],
         arena_bytes=arena,
