@@ -37,6 +37,8 @@ _LAZY = {
     "stored_pw_twin": "hypertiny_keras.models",
     "ExportError": "hypertiny_keras.export",
     "generated_layers": "hypertiny_keras.layers",
+    "pareto": "hypertiny_keras.pareto_front",
+    "plot_pareto": "hypertiny_keras.pareto_front",
 }
 #: Public submodules, imported on first access.
 _SUBMODULES = ("data", "evaluation", "kernel_generators", "losses", "training")
@@ -63,6 +65,8 @@ __all__ = [
     "hypertiny_pw",
     "inspect_tflite",
     "packed_bytes",
+    "pareto",
+    "plot_pareto",
     "stored_pw_twin",
 ]
 

@@ -250,7 +250,8 @@ def _soft_f1_loss(onehot, probs, weight):
 def regularized_matrices(model: keras.Model) -> list:
     """The matrices the spectral term penalises: each shared generator's kernel
     `(d_z, d_h)` and basis `(d_h, r)` (once per generator), and every head
-    (for `lowrank`/`kronecker` layers: their factors)."""
+    (for `lowrank`/`kronecker` layers: their factors; a 3-D kronecker factor
+    `(r, a, b)` counts as the matrix `(r, a * b)`)."""
     layers = generated_layers(model)
     if not layers:
         raise ValueError(f"model {model.name!r} has no HyperPointwise layer")
@@ -260,8 +261,7 @@ def regularized_matrices(model: keras.Model) -> list:
         out.append(generator.kernel)
         if generator.basis is not None:
             out.append(generator.basis)
-    heads = [w for layer in layers for role, w in layer.kernel_generator.stored(layer) if role == "heads"]
-    return out + [w if len(w.shape) == 2 else ops.reshape(w, (w.shape[0], -1)) for w in heads]
+    return out + [w for layer in layers for role, w in layer.kernel_generator.stored(layer) if role == "heads"]
 
 
 def top_singular_value_squared(matrix, iterations: int = 5):
@@ -272,6 +272,8 @@ def top_singular_value_squared(matrix, iterations: int = 5):
     gradient is `2 sigma u v^T` at convergence.
     """
     matrix = ops.convert_to_tensor(matrix, "float32")
+    if len(matrix.shape) != 2:
+        matrix = ops.reshape(matrix, (matrix.shape[0], -1))
     rows, cols = matrix.shape
     gram = (ops.matmul(matrix, ops.transpose(matrix)) if rows <= cols
             else ops.matmul(ops.transpose(matrix), matrix))

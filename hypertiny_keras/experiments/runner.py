@@ -65,6 +65,7 @@ class RunSettings:
     bootstrap: int = 1000
     export: bool = True
     calibration: int = 200  # representative windows for int8 calibration
+    packed_bits: tuple[int, ...] = BITS  # widths at which generated models are also evaluated packed
 
 
 def _split_arrays(windows: Windows, split: str) -> Windows:
@@ -194,7 +195,7 @@ def run_model(
         "exports": {},
     }
     if generated:
-        for bits in BITS:
+        for bits in settings.packed_bits:
             packed = pack_model(model, bits)
             result["packed"][str(bits)] = {
                 "bytes": packed.table.total[bits],

@@ -67,8 +67,10 @@ def quantize_symmetric(values: np.ndarray, bits: int) -> tuple[np.ndarray, float
 def packed_variables(model: keras.Model) -> list:
     """The variables `pack_model` rounds: the spectral term's matrices
     (`losses.regularized_matrices`: generator kernels and bases, once each, and
-    heads) and the codes."""
-    return regularized_matrices(model) + [layer.code for layer in generated_layers(model)]
+    heads or per-layer factors) and the codes."""
+    return regularized_matrices(model) + [
+        w for layer in generated_layers(model) for role, w in layer.kernel_generator.stored(layer) if role == "codes"
+    ]
 
 
 def pack_model(model: keras.Model, bits: int) -> PackedModel:
