@@ -1,0 +1,92 @@
+"""Pareto fronts of real `.tflite` bytes against accuracy over widths x pointwise parameterizations.
+
+Runs `hypertiny_keras.pareto` on a real dataset and writes
+`benchmarks/results/pareto/<dataset>.{json,png,md}`.
+
+    .venv/bin/python benchmarks/pareto.py --dataset mitbih
+    .venv/bin/python benchmarks/pareto.py --dataset speech_commands --widths 16,32,64 --epochs 10
+
+Datasets (from `$HYPERTINY_DATA`, default `../shared/data`):
+- `mitbih`: MIT-BIH Arrhythmia, AAMI V vs rest, de Chazal inter-patient split (DS1 -> train/val by
+  patient, DS2 -> test), 0.7 s beat-centred windows at 360 Hz, no score smoothing (it erases
+  isolated V beats); metric macro-F1 with t* tuned on validation.
+- `mitbih_aami5`: the same beats, AAMI 5 classes (N, S, V, F, Q); metric accuracy.
+- `speech_commands`: Speech Commands v0.02 test-set folder, 12 classes, 40 MFCC x 101 frames; metric accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hypertiny_keras import quiet  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "pareto"
+DATASETS = ("mitbih", "mitbih_aami5", "speech_commands")
+
+
+def _windows(dataset: str, data_root: pathlib.Path):
+    from hypertiny_keras.data import load_mitbih, load_speech_commands
+
+    if dataset.startswith("mitbih"):
+        task = "aami5" if dataset == "mitbih_aami5" else "v_vs_rest"
+        return load_mitbih(data_root / "mitdb", task=task, split="dechazal", window_seconds=0.7)
+    return load_speech_commands(data_root / "speech_commands_test_set_v0.02", features="mfcc", zscore=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--widths", default="16,32,64", help="comma-separated block widths")
+    parser.add_argument("--variants", default="stored,lowrank_stored,lowrank,kronecker",
+                        help="comma-separated names of hypertiny_keras.pareto_front.VARIANTS")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--depth", type=int, default=4, help="pointwise layers of the backbone")
+    parser.add_argument("--rank", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--max-train", type=int, default=8000, help="random training windows kept")
+    parser.add_argument("--max-eval", type=int, default=4000, help="random validation and test windows kept, each")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    with quiet.silenced():
+        from hypertiny_keras.experiments.suite import subsample
+        from hypertiny_keras.pareto_front import ParetoSettings, markdown, pareto, plot_pareto
+
+    data_root = pathlib.Path(os.environ.get("HYPERTINY_DATA", "../shared/data"))
+    windows = subsample(_windows(args.dataset, data_root),
+                        {"train": args.max_train, "val": args.max_eval, "test": args.max_eval}, seed=0)
+    settings = ParetoSettings(depth=args.depth, rank=args.rank, epochs=args.epochs)
+    start = time.time()
+    with quiet.silenced():
+        result = pareto(
+            windows,
+            widths=[int(w) for w in args.widths.split(",")],
+            variants=args.variants.split(","),
+            seeds=[int(s) for s in args.seeds.split(",")],
+            settings=settings,
+        )
+    minutes = (time.time() - start) / 60
+    command = "HYPERTINY_DATA=../shared/data .venv/bin/python benchmarks/pareto.py " + " ".join(sys.argv[1:])
+    result.update(dataset=args.dataset, command=command, minutes=minutes,
+                  windows={s: int((windows.split == s).sum()) for s in ("train", "val", "test")},
+                  class_names=list(windows.class_names))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    title = f"{args.dataset}: {result['metric']} vs .tflite bytes ({len(result['seeds'])} seeds)"
+    plot_pareto(result, out / f"{args.dataset}.png", title=title)
+    text = markdown(result, title, command)
+    text += (f"\nWindows used: {result['windows']} ({', '.join(result['class_names'])}); "
+             f"{minutes:.0f} min on this 2-core machine.\n\n![front]({args.dataset}.png)\n")
+    (out / f"{args.dataset}.md").write_text(text)
+    print(f"wrote {out / (args.dataset + '.md')}")
+
+
+if __name__ == "__main__":
+    main()
