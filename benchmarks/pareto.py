@@ -63,6 +63,7 @@ def main() -> None:
                         {"train": args.max_train, "val": args.max_eval, "test": args.max_eval}, seed=0)
     settings = ParetoSettings(depth=args.depth, rank=args.rank, epochs=args.epochs)
     start = time.time()
+    bar = os.fdopen(os.dup(2), "w")  # the real stderr: the progress bar stays visible while the rest is silenced
     with quiet.silenced():
         result = pareto(
             windows,
@@ -70,6 +71,7 @@ def main() -> None:
             variants=args.variants.split(","),
             seeds=[int(s) for s in args.seeds.split(",")],
             settings=settings,
+            progress=bar,
         )
     minutes = (time.time() - start) / 60
     command = "HYPERTINY_DATA=../shared/data .venv/bin/python benchmarks/pareto.py " + " ".join(sys.argv[1:])

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import pathlib
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def pareto(
     variants: Sequence[str] = ("stored", "lowrank_stored", "lowrank", "kronecker"),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     settings: ParetoSettings = ParetoSettings(),
-    progress: bool = True,
+    progress: bool | TextIO = True,
 ) -> dict:
     """Train, export and score every (variant, width, seed); return the points and the front.
 
@@ -97,7 +98,7 @@ def pareto(
         variants: names of `VARIANTS`.
         seeds: training seeds of each (variant, width).
         settings: the grid's shared `ParetoSettings`.
-        progress: a progress bar over the runs.
+        progress: a progress bar over the runs (on stderr, or on this stream).
 
     Returns:
         JSON-ready `{"metric", "settings", "points", "summary", "frontier"}`:
@@ -130,7 +131,9 @@ def pareto(
     )
     grid = [(v, w, s) for v in variants for w in widths for s in seeds]
     points = []
-    for variant, width, seed in tqdm(grid, desc="pareto runs", unit="run", disable=not progress):
+    bar = tqdm(grid, desc="pareto runs", unit="run", disable=not progress,
+               file=None if isinstance(progress, bool) else progress)
+    for variant, width, seed in bar:
         _, builder = VARIANTS[variant]
         block_widths = (width,) * settings.depth
         spec = ModelSpec(
