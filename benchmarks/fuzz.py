@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import multiprocessing
 import pathlib
 import tempfile
 import time
@@ -26,19 +27,27 @@ from hypertiny_keras.fuzzing import check_export, random_architecture
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
+def _check(arch) -> tuple[str, str]:
+    """`check_export` of one architecture in a fresh temporary folder (runs in a worker process)."""
+    with tempfile.TemporaryDirectory() as directory:
+        return check_export(arch, pathlib.Path(directory))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="architectures to try")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="processes (the outcomes do not depend on it)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    architectures = [random_architecture(rng) for _ in range(args.count)]  # drawn up front: same set for any --workers
     outcomes, reasons, broken = collections.Counter(), collections.Counter(), []
     by_kind = collections.defaultdict(collections.Counter)
     start = time.time()
-    for index in tqdm(range(args.count), desc="architectures", unit="model"):
-        arch = random_architecture(rng)
-        with tempfile.TemporaryDirectory() as directory:
-            outcome, detail = check_export(arch, pathlib.Path(directory))
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        results = pool.imap(_check, architectures)
+        checked = list(tqdm(results, total=args.count, desc="architectures", unit="model"))
+    for index, (arch, (outcome, detail)) in enumerate(zip(architectures, checked)):
         outcomes[outcome] += 1
         by_kind[f"{arch.dims}-D, {arch.head}"][outcome] += 1
         if outcome == "refused":
@@ -46,7 +55,7 @@ def main() -> None:
         elif outcome == "broken":
             broken.append({"index": index, "architecture": repr(arch), "detail": detail[:500]})
     seconds = time.time() - start
-    command = f".venv/bin/python benchmarks/fuzz.py --count {args.count} --seed {args.seed}"
+    command = f".venv/bin/python benchmarks/fuzz.py --count {args.count} --seed {args.seed} --workers {args.workers}"
     result = {"command": command, "count": args.count, "seed": args.seed, "seconds": round(seconds, 1),
               "outcomes": dict(outcomes), "refusals": dict(reasons),
               "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())}, "broken": broken}
