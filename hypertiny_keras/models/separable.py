@@ -111,8 +111,8 @@ def stored_pw_twin(
     dw_kernel: int = 5,
     downsample_blocks: int = 2,
     norm: str = "batch",
-    pw_rank: int | None = None,
     name: str = "stored_pw_twin",
+    pw_rank: int | None = None,
 ) -> keras.Model:
     """The backbone of `hypertiny_pw` with every pointwise layer a stored `Conv1D(kernel_size=1)`.
 
