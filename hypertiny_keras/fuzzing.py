@@ -162,7 +162,11 @@ def check_export(arch: Architecture, directory: pathlib.Path) -> tuple[str, str]
     except ExportError as error:
         if path.exists():
             return "broken", f"file written despite: {error}"
-        return "refused", str(error).split(":")[0][:80]
+        message = str(error)
+        head, _, rest = message.partition(": ")
+        if rest and " " not in head:  # "<layer>: why" -> the why, so refusals group by reason
+            message = rest
+        return "refused", message.split(":")[0][:80]
     except ExportVerificationError as error:
         if error.only_float_distance and not path.exists():
             return "refused", "int8 too far from the float model"

@@ -464,9 +464,10 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
         else:
             if np.any(factor <= 0):
                 raise BootExportError(
-                    f"{name}: a following BatchNormalization flips or zeroes the sign of "
-                    f"{int(np.sum(factor <= 0))} output channel(s) (gamma <= 0); a {kind.name!r} kernel is one "
-                    "product of factors and cannot absorb it; export with synthesis='frozen'"
+                    f"{name}: the converter's filter flips or zeroes {int(np.sum(factor <= 0))} output channel(s) "
+                    "(a following BatchNormalization with gamma <= 0, or a kernel row that rounds to zero); a "
+                    f"{kind.name!r} kernel is one product of factors and cannot absorb it; export with "
+                    "synthesis='frozen'"
                 )
             t_w, synthesised, scale = kind.emit(emitter, layer, None, None)
             # One scale for the device kernel; a folded BatchNormalization goes into the per-channel scales.
