@@ -47,22 +47,17 @@ import copy
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.export.flatbuffer import builtin_code, compact, strip, write_model
+from hypertiny_keras.export.flatbuffer import builtin_code, compact, strip, tensor_indices, write_model
 
 OPS = schema.BuiltinOperator
 _CONVOLUTIONS = (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D)
-
-
-def _indices(values) -> list[int]:
-    """Tensor indices of an operator or subgraph field (-1: optional input left out)."""
-    return [] if values is None else [int(v) for v in values]
 
 
 def _consumers(subgraph: schema.SubGraphT) -> dict[int, list[tuple[int, int]]]:
     """(operator index, input position) of every read of each tensor; position -1: an intermediate."""
     reads: dict[int, list[tuple[int, int]]] = {}
     for o, op in enumerate(subgraph.operators or []):
-        positions = list(enumerate(_indices(op.inputs))) + [(-1, i) for i in _indices(op.intermediates)]
+        positions = list(enumerate(tensor_indices(op.inputs))) + [(-1, i) for i in tensor_indices(op.intermediates)]
         for position, index in positions:
             if index >= 0:
                 reads.setdefault(index, []).append((o, position))
@@ -95,18 +90,18 @@ def _identity_pair(model: schema.ModelT, subgraph: schema.SubGraphT) -> tuple[in
     """Operator indices of the first RESHAPE -> EXPAND_DIMS pair that ends where it started."""
     operators, tensors = subgraph.operators or [], subgraph.tensors
     reads = _consumers(subgraph)
-    graph_io = set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
+    graph_io = set(tensor_indices(subgraph.inputs)) | set(tensor_indices(subgraph.outputs))
     for r, op in enumerate(operators):
-        if builtin_code(model, op) != OPS.RESHAPE or len(_indices(op.outputs)) != 1:
+        if builtin_code(model, op) != OPS.RESHAPE or len(tensor_indices(op.outputs)) != 1:
             continue
-        source, middle = _indices(op.inputs)[0], _indices(op.outputs)[0]
+        source, middle = tensor_indices(op.inputs)[0], tensor_indices(op.outputs)[0]
         users = reads.get(middle, [])
         if source < 0 or middle in graph_io or len(users) != 1 or users[0][1] != 0:
             continue
         e, expand = users[0][0], operators[users[0][0]]
-        if builtin_code(model, expand) != OPS.EXPAND_DIMS or len(_indices(expand.outputs)) != 1:
+        if builtin_code(model, expand) != OPS.EXPAND_DIMS or len(tensor_indices(expand.outputs)) != 1:
             continue
-        end = _indices(expand.outputs)[0]
+        end = tensor_indices(expand.outputs)[0]
         if end not in graph_io and _same_values(tensors[source], tensors[end]):
             return r, e
     return None
@@ -122,12 +117,12 @@ def reshape_pairs(model: schema.ModelT) -> None:
     for subgraph in model.subgraphs:
         while (pair := _identity_pair(model, subgraph)) is not None:
             reshape, expand = (subgraph.operators[i] for i in pair)
-            source, end = _indices(reshape.inputs)[0], _indices(expand.outputs)[0]
+            source, end = tensor_indices(reshape.inputs)[0], tensor_indices(expand.outputs)[0]
             for op in subgraph.operators:
                 for field in ("inputs", "intermediates"):
                     values = getattr(op, field)
                     if values is not None:
-                        setattr(op, field, np.asarray([source if v == end else v for v in _indices(values)], np.int32))
+                        setattr(op, field, np.asarray([source if v == end else v for v in tensor_indices(values)], np.int32))
             subgraph.operators = [op for i, op in enumerate(subgraph.operators) if i not in pair]
 
 
@@ -140,7 +135,7 @@ def _bias_tensors(model: schema.ModelT, subgraph: schema.SubGraphT) -> dict[int,
     biases: dict[int, bool] = {}
     bias_reads: set[tuple[int, int]] = set()
     for o, op in enumerate(operators):
-        inputs, code = _indices(op.inputs), builtin_code(model, op)
+        inputs, code = tensor_indices(op.inputs), builtin_code(model, op)
         if code not in (*_CONVOLUTIONS, OPS.FULLY_CONNECTED) or len(inputs) < 3 or min(inputs[0], inputs[2]) < 0:
             continue
         bias = tensors[inputs[2]]
@@ -148,7 +143,7 @@ def _bias_tensors(model: schema.ModelT, subgraph: schema.SubGraphT) -> dict[int,
         if constant and tensors[inputs[0]].type == schema.TensorType.INT8 and bias.type == schema.TensorType.INT32:
             biases[inputs[2]] = biases.get(inputs[2], False) or code == OPS.FULLY_CONNECTED
             bias_reads.add((o, 2))
-    graph_io = set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
+    graph_io = set(tensor_indices(subgraph.inputs)) | set(tensor_indices(subgraph.outputs))
     for index, reads in _consumers(subgraph).items():
         if index in biases and (index in graph_io or not bias_reads.issuperset(reads)):
             del biases[index]

@@ -142,6 +142,11 @@ def buffer_bytes(model: schema.ModelT, tensor: schema.TensorT) -> bytes:
     return b"" if data is None else np.asarray(data, np.uint8).tobytes()
 
 
+def tensor_indices(values) -> list[int]:
+    """Tensor indices of an operator or subgraph field as ints (-1: optional input left out)."""
+    return [] if values is None else [int(v) for v in values]
+
+
 def _ints(indices) -> list[int]:
     return [] if indices is None else [int(i) for i in indices if i >= 0]
 

@@ -6,14 +6,9 @@ import math
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hypertiny_keras.accounting import ROLES
-from hypertiny_keras.export.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model
+from hypertiny_keras.export.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model, tensor_indices
 
 OPS = schema.BuiltinOperator
-
-
-def _indices(values) -> list[int]:
-    """Tensor indices of an operator field as ints (-1: optional input left out)."""
-    return [] if values is None else [int(v) for v in values]
 
 
 def _init_subgraphs(model: schema.ModelT) -> set[int]:
@@ -31,20 +26,20 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
     if in_init:
         if code != OPS.FULLY_CONNECTED:
             return "other"
-        outputs = _indices(op.outputs)
+        outputs = tensor_indices(op.outputs)
         makes_kernel = bool(outputs) and any(  # the last step of a layer: its output is (reshaped into) the filter
             builtin_code(model, consumer) in (OPS.RESHAPE, OPS.ASSIGN_VARIABLE)
             for consumer in consumers.get(outputs[0], [])
         )
         if makes_kernel:
             return "heads"  # H_l, A_l, or both per-layer factors of a lowrank/kronecker kernel
-        first = _indices(op.inputs)[0]
+        first = tensor_indices(op.inputs)[0]
         first_is_constant = first >= 0 and model.buffers[subgraph.tensors[first].buffer].data is not None
         return "codes" if first_is_constant and position == 0 else "generator"
     if position == 2 and code in (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D, OPS.FULLY_CONNECTED):
         return "biases"
     if code == OPS.CONV_2D and position == 1:
-        shape = _indices(subgraph.tensors[_indices(op.inputs)[1]].shape)
+        shape = tensor_indices(subgraph.tensors[tensor_indices(op.inputs)[1]].shape)
         return "pointwise" if shape[1:3] == [1, 1] else "conv"
     if code == OPS.DEPTHWISE_CONV_2D and position == 1:
         return "depthwise"
@@ -54,7 +49,7 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
 
 
 def _tensor_bytes(tensor: schema.TensorT) -> int:
-    size = max(math.prod(_indices(tensor.shape)), 0) if tensor.shape is not None else 0
+    size = max(math.prod(tensor_indices(tensor.shape)), 0) if tensor.shape is not None else 0
     return size * {"INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8}.get(
         TYPE_NAMES.get(tensor.type, ""), 0
     )
@@ -100,10 +95,10 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
         operators = subgraph.operators or []
         consumers: dict[int, list] = {}
         for op in operators:
-            for tensor_index in _indices(op.inputs):
+            for tensor_index in tensor_indices(op.inputs):
                 consumers.setdefault(tensor_index, []).append(op)
         for op in operators:
-            inputs = _indices(op.inputs)
+            inputs = tensor_indices(op.inputs)
             for position, tensor_index in enumerate(inputs):
                 if tensor_index < 0:
                     continue
@@ -114,7 +109,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                 counted.add(tensor.buffer)
                 by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
             if builtin_code(model, op) == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
-                handle = next((o for o in operators if _indices(o.outputs)[:1] == inputs[:1]), None)
+                handle = next((o for o in operators if tensor_indices(o.outputs)[:1] == inputs[:1]), None)
                 shared_name = getattr(handle.builtinOptions, "sharedName", None) if handle is not None else None
                 key = shared_name if shared_name is not None else (index, inputs[0])
                 variables[key] = _tensor_bytes(subgraph.tensors[inputs[1]])
