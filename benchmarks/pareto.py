@@ -36,7 +36,8 @@ def _windows(dataset: str, data_root: pathlib.Path):
     if dataset.startswith("mitbih"):
         task = "aami5" if dataset == "mitbih_aami5" else "v_vs_rest"
         return load_mitbih(data_root / "mitdb", task=task, split="dechazal", window_seconds=0.7)
-    return load_speech_commands(data_root / "speech_commands_test_set_v0.02", features="mfcc", zscore=True)
+    root = data_root / "speech_commands"
+    return load_speech_commands(root / "test_v0.02", features="mfcc", noise_dir=root / "_background_noise_", zscore=True)
 
 
 def main() -> None:

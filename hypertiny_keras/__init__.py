@@ -33,6 +33,9 @@ _LAZY = {
     "generated_kernels": "hypertiny_keras.freeze",
     "HyperPointwise": "hypertiny_keras.layers",
     "PointwiseGenerator": "hypertiny_keras.layers",
+    "Hyperized": "hypertiny_keras.hyperize",
+    "HyperizeReport": "hypertiny_keras.hyperize",
+    "hyperize": "hypertiny_keras.hyperize",
     "hypertiny_pw": "hypertiny_keras.models",
     "stored_pw_twin": "hypertiny_keras.models",
     "ExportError": "hypertiny_keras.export",
@@ -41,7 +44,7 @@ _LAZY = {
     "plot_pareto": "hypertiny_keras.pareto_front",
 }
 #: Public submodules, imported on first access.
-_SUBMODULES = ("data", "evaluation", "kernel_generators", "losses", "training")
+_SUBMODULES = ("data", "evaluation", "kernel_generators", "losses", "models", "training")
 
 __all__ = [
     "ROLES",
@@ -50,6 +53,8 @@ __all__ = [
     "ExportReport",
     "ExportVerificationError",
     "HyperPointwise",
+    "Hyperized",
+    "HyperizeReport",
     "PointwiseGenerator",
     "byte_table",
     "data",
@@ -57,11 +62,13 @@ __all__ = [
     "generated_layers",
     "kernel_generators",
     "losses",
+    "models",
     "training",
     "export_tflite",
     "format_inspection",
     "freeze",
     "generated_kernels",
+    "hyperize",
     "hypertiny_pw",
     "inspect_tflite",
     "packed_bytes",

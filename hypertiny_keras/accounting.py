@@ -49,6 +49,8 @@ def _layer_tensors(layer) -> list[tuple[str, int, bool]]:
         out = [(role, _size(w), False) for role, w in layer.kernel_generator.stored(layer)]
         return out + ([("biases", _size(layer.bias), True)] if layer.use_bias else [])
     weights = {w.path.split("/")[-1]: w for w in layer.weights}
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _batch_norm_tensors(layer)
     if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         kernel_role = "depthwise"
     elif isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D)):
@@ -64,6 +66,30 @@ def _layer_tensors(layer) -> list[tuple[str, int, bool]]:
         else:
             out.append((kernel_role, _size(w), False))
     return out
+
+
+def _batch_norm_tensors(layer) -> list[tuple[str, int, bool]]:
+    """What a BatchNormalization leaves in an int8 file: it folds into the layer before it.
+
+    After a convolution, depthwise, dense or `HyperPointwise` layer its four
+    parameters become that layer's per-channel scales and an int32 bias of
+    C values (nothing more when the layer already has a bias). Elsewhere it
+    stays as a MUL and an ADD with C int8 values each ("other").
+    """
+    import keras
+
+    from hypertiny_keras.layers import HyperPointwise
+
+    channels = int(layer.gamma.shape[0] if layer.gamma is not None else layer.moving_mean.shape[0])
+    try:
+        producer = layer.input._keras_history[0]
+    except (AttributeError, IndexError, ValueError):  # shared or not yet connected: nothing to fold into
+        producer = None
+    foldable = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv1D,
+                keras.layers.DepthwiseConv2D, keras.layers.Dense, HyperPointwise)
+    if isinstance(producer, foldable):
+        return [] if producer.use_bias else [("biases", channels, True)]
+    return [("other", 2 * channels, False)]
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 from keras.src.models.functional import Functional
 
-from hypertiny_keras.layers import HyperPointwise, all_layers, generated_layers
+from hypertiny_keras.layers import HyperPointwise, all_layers, generated_layers, paired_layers
 
 
 def generated_kernels(model: keras.Model) -> dict[str, np.ndarray]:
@@ -55,15 +55,7 @@ def freeze(model: keras.Model) -> keras.Model:
         return layer.__class__.from_config(layer.get_config())
 
     frozen = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    def weighted(m):  # input layers are recreated (with new names) by the clone
-        return [layer for layer in all_layers(m) if not isinstance(layer, keras.layers.InputLayer)]
-
-    sources, targets = weighted(model), weighted(frozen)
-    if [s.name for s in sources] != [t.name for t in targets]:
-        raise ValueError(f"freeze: the clone of {model.name!r} does not have the model's layers")
-    for source, layer in zip(sources, targets):
-        if isinstance(layer, keras.Model):
-            continue
+    for source, layer in paired_layers(model, frozen, "freeze"):
         if isinstance(source, HyperPointwise):
             kernel = ops.convert_to_numpy(source.generated_kernel()).T.reshape(layer.kernel.shape)
             layer.set_weights([kernel] + ([ops.convert_to_numpy(source.bias)] if source.use_bias else []))

@@ -299,16 +299,32 @@ def tflm_arena_bytes(model: bytes | str | os.PathLike, granularity: int = 16, na
     return high
 
 
-def predict(model: bytes | str | os.PathLike, x: np.ndarray, engine: str = "tflm") -> np.ndarray:
+def predict(
+    model: bytes | str | os.PathLike,
+    x: np.ndarray,
+    engine: str = "tflm",
+    batch_size: int = 512,
+    progress: bool = False,
+) -> np.ndarray:
     """Float outputs of `model` for float inputs `x` `(n, ...)`, run in `"tflm"` or `"litert"`.
 
     Inputs are quantized and outputs dequantized with the model's own
-    input/output quantization.
+    input/output quantization. TFLM runs `batch_size` windows per request to
+    its worker process (the arena is found once), with a progress bar over
+    the batches when `progress` is set.
     """
-    runners = {"tflm": lambda data, q, name: run_tflm(data, q, name=name),
-               "litert": lambda data, q, name: run_litert(data, q)}
-    if engine not in runners:
-        raise ValueError(f"engine must be one of {sorted(runners)}, got {engine!r}")
+    from tqdm.auto import tqdm
+
+    if engine not in ("tflm", "litert"):
+        raise ValueError(f"engine must be one of ['litert', 'tflm'], got {engine!r}")
     data, name = _model_bytes(model)
     input_q, output_q = io_quantization(data, name)
-    return output_q.dequantize(runners[engine](data, input_q.quantize(x), name).outputs)
+    q = input_q.quantize(np.asarray(x))
+    if engine == "litert":
+        return output_q.dequantize(run_litert(data, q).outputs)
+    arena = tflm_arena_bytes(data, name=name)
+    starts = range(0, len(q), max(1, int(batch_size)))
+    bar = tqdm(starts, desc=f"TFLM {pathlib.Path(name).name}", unit="batch", disable=not progress or len(starts) < 2,
+               leave=False)
+    outputs = [run_tflm(data, q[i : i + batch_size], arena_size=arena, name=name).outputs for i in bar]
+    return output_q.dequantize(np.concatenate(outputs) if outputs else run_tflm(data, q, arena, name).outputs)

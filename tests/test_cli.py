@@ -106,14 +106,17 @@ def test_package_is_lazy_with_todays_names():
 
     assert ht.__all__ == [
         "ROLES", "ByteTable", "ExportError", "ExportReport", "ExportVerificationError", "HyperPointwise",
-        "PointwiseGenerator", "byte_table", "data", "evaluation", "generated_layers", "kernel_generators", "losses",
-        "training", "export_tflite", "format_inspection", "freeze",
-        "generated_kernels", "hypertiny_pw", "inspect_tflite", "packed_bytes", "pareto", "plot_pareto",
+        "Hyperized", "HyperizeReport", "PointwiseGenerator", "byte_table", "data", "evaluation", "generated_layers",
+        "kernel_generators", "losses", "models", "training", "export_tflite", "format_inspection", "freeze",
+        "generated_kernels", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes", "pareto", "plot_pareto",
         "stored_pw_twin",
     ]
     assert set(ht.__all__) <= set(dir(ht)) and ht.__version__ == "0.1.0"
     assert callable(ht.freeze) and ht.freeze.__module__ == "hypertiny_keras.freeze"
     assert callable(ht.pareto) and ht.pareto.__module__ == "hypertiny_keras.pareto_front"
+    import hypertiny_keras.hyperize  # noqa: F401
+
+    assert callable(ht.hyperize) and ht.hyperize.__module__ == "hypertiny_keras.hyperize"
     assert ht.data.make_beats and ht.export_tflite.__name__ == "export_tflite" and ht.HyperPointwise.__name__
     with pytest.raises(AttributeError):
         ht.no_such_name  # noqa: B018

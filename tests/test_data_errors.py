@@ -285,7 +285,7 @@ def test_no_clips(sc_copy):
 
 def tiny_windows(n=6):
     return Windows(x=np.arange(n * 4, dtype=np.float32).reshape(n, 4, 1), y=np.arange(n) % 2,
-                   record=np.array([f"r{i}" for i in range(n)]), patient=np.array(["p"] * n),
+                   record=np.array([f"r{i}" for i in range(n)]), patient=np.array([f"p{i}" for i in range(n)]),
                    split=np.array(["train", "val", "test"] * (n // 3)), order=np.arange(n),
                    class_names=("a", "b"), fs=1.0, meta={"source": "tiny"})
 

@@ -32,7 +32,7 @@ def summarize(windows: Windows) -> dict[str, Any]:
         "dataset": windows.meta.get("dataset"),
         "source": windows.meta.get("source"),
         "window_shape": list(windows.x.shape[1:]),
-        "fs_hz": windows.fs,
+        "fs_hz": windows.fs if np.isfinite(windows.fs) else None,
         "dropped": windows.meta.get("dropped", {}),
         "splits": {s: part(windows.split == s) for s in SPLITS},
         "total": part(np.ones(len(windows), bool)),
@@ -41,10 +41,14 @@ def summarize(windows: Windows) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Plain-text table of a `summarize` result."""
+    dataset, source = summary["dataset"] or summary["source"] or "windows", summary["source"]
+    fs = summary["fs_hz"]
+    rate = "" if fs is None or not np.isfinite(fs) else f" at {fs:g} Hz"
+    dropped = f"; dropped: {summary['dropped']}" if summary["dropped"] else ""
+    classes = len(summary["total"]["class_counts"])
     lines = [
-        f"{summary['dataset']}  ({summary['source']})",
-        f"window shape {tuple(summary['window_shape'])} at {summary['fs_hz']:g} Hz; "
-        f"dropped: {summary['dropped']}",
+        dataset if source in (None, dataset) else f"{dataset}  ({source})",
+        f"window shape {tuple(summary['window_shape'])}{rate}; {classes} classes{dropped}",
         f"{'split':<6} {'windows':>8} {'records':>8} {'patients':>8} {'pos.rate':>8}  class counts",
     ]
     for name, s in [*summary["splits"].items(), ("total", summary["total"])]:

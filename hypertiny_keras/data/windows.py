@@ -40,8 +40,48 @@ class Windows:
     fs: float
     meta: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        validate_windows(self)
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x,
+        y,
+        groups,
+        order=None,
+        split=(0.7, 0.15, 0.15),
+        seed: int = 0,
+        fs: float | None = None,
+        class_names=None,
+        source: str = "arrays",
+    ) -> "Windows":
+        """`Windows` from a user's own arrays, split by group (no group in two splits).
+
+        Args:
+            x: ``(N, ...)`` finite float inputs, channels last as the model takes them, e.g.
+                ``(N, T, 1)`` for T samples of one ECG lead or ``(N, frames, coefficients)``.
+            y: ``(N,)`` labels: integers ``0..K-1``, or strings (then ``class_names`` are their
+                sorted distinct values unless given).
+            groups: ``(N,)`` the recording / patient / speaker of each window; a group's windows all
+                go to one split and groups are the bootstrap clusters.
+            order: ``(N,)`` time position of each window inside its group (for score smoothing);
+                default: the order of the rows within each group.
+            split: train/val/test fractions of the distinct groups, or ``(N,)`` split names
+                (``"train"``, ``"val"``, ``"test"``) chosen by the caller.
+            seed: seed of the group shuffle.
+            fs: sampling rate of the time axis in Hz, if it has one (``None``: unknown).
+            class_names: one name per label value (default ``"0"``, ``"1"``, ...).
+            source: what the arrays are, shown in summaries and errors.
+
+        Raises:
+            DataError: for unequal lengths, non-finite inputs, labels outside ``class_names``,
+                a group in two given splits, too few groups for three splits, or an empty split.
+        """
+        return from_arrays(x, y, groups, order, split, seed, fs, class_names, source)
 
     def select(self, split: str) -> "Windows":
         """The windows of one split (``"train"``, ``"val"`` or ``"test"``); raises if it is empty."""
@@ -83,6 +123,122 @@ class Windows:
 
 
 ARRAY_FIELDS = ("x", "y", "record", "patient", "split", "order")
+
+
+def validate_windows(windows: Windows) -> None:
+    """Raise `DataError` (naming ``meta["source"]``) unless the arrays of `windows` fit together.
+
+    Checks: every array has one row per window, ``x`` has a window axis and at
+    least one more, labels are integers indexing ``class_names``, split names
+    are ``train``/``val``/``test``, and no record has windows in two splits.
+    Values of ``x`` are not read (loaders drop non-finite windows; `from_arrays`
+    checks them).
+    """
+    source = windows.meta.get("source", "windows") if isinstance(windows.meta, dict) else "windows"
+    x = windows.x
+    if getattr(x, "ndim", 0) < 2:
+        raise DataError(f"{source}: x must be (N, ...) with at least one axis per window, got shape {np.shape(x)}")
+    n = x.shape[0]
+    lengths = {f: len(getattr(windows, f)) for f in ARRAY_FIELDS[1:]}
+    wrong = {f: m for f, m in lengths.items() if m != n}
+    if wrong:
+        shown = ", ".join(f"{f} has {m}" for f, m in wrong.items())
+        raise DataError(f"{source}: x has {n} windows but {shown}; every array needs one row per window")
+    if not windows.class_names:
+        raise DataError(f"{source}: class_names is empty")
+    y = np.asarray(windows.y)
+    if n and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(windows.class_names)):
+        raise DataError(f"{source}: labels must be integers 0..{len(windows.class_names) - 1} indexing class_names "
+                        f"{tuple(windows.class_names)}, got {y.dtype} values {np.unique(y)[:5].tolist()}...")
+    split = np.asarray(windows.split)
+    names, split_code = np.unique(split, return_inverse=True)
+    unknown = sorted(set(names.tolist()) - set(SPLITS))
+    if unknown:
+        raise DataError(f"{source}: split names must be {SPLITS}, got {unknown}")
+    records, record_code = np.unique(np.asarray(windows.record), return_inverse=True)
+    if n and len(names) > 1:
+        low = np.full(len(records), len(names))
+        high = np.full(len(records), -1)
+        np.minimum.at(low, record_code, split_code)
+        np.maximum.at(high, record_code, split_code)
+        mixed = np.flatnonzero(low != high)
+        if mixed.size:
+            bad = str(records[mixed[0]])
+            found = sorted(set(split[record_code == mixed[0]].tolist()))
+            raise DataError(f"{source}: record {bad!r} has windows in splits {found}; "
+                            "a record's windows must all be in one split")
+
+
+def from_arrays(x, y, groups, order, split, seed, fs, class_names, source) -> Windows:
+    """The body of `Windows.from_arrays` (see there)."""
+    from hypertiny_keras.data.splits import assign_groups
+
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise DataError(f"{source}: x must be (N, ...) with at least one axis per window, got shape {x.shape}")
+    n = len(x)
+    arrays = {"y": np.asarray(y), "groups": np.asarray(groups)}
+    if order is not None:
+        arrays["order"] = np.asarray(order)
+    if not isinstance(split, tuple):
+        arrays["split"] = np.asarray(split)
+    wrong = {k: len(v) if v.ndim else 0 for k, v in arrays.items() if v.ndim != 1 or len(v) != n}
+    if wrong:
+        shown = ", ".join(f"{k} has {m}" for k, m in wrong.items())
+        raise DataError(f"{source}: x has {n} windows but {shown}; give one value per window (1-D arrays)")
+    if n == 0:
+        raise DataError(f"{source}: no windows")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{source}: x must be numbers, got dtype {x.dtype}")
+    finite = np.isfinite(x.reshape(n, -1)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{source}: {bad.size} window(s) hold NaN or inf values (first at row {bad[0]}); "
+                        "drop or repair them first")
+    labels = arrays["y"]
+    if labels.dtype.kind in "USO":
+        names = tuple(class_names) if class_names is not None else tuple(sorted(set(labels.astype(str).tolist())))
+        index = {name: i for i, name in enumerate(names)}
+        missing = sorted(set(labels.astype(str).tolist()) - set(index))
+        if missing:
+            raise DataError(f"{source}: labels {missing} are not in class_names {names}")
+        labels = np.array([index[v] for v in labels.astype(str)], np.int64)
+    else:
+        if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataError(f"{source}: labels must be integers (or strings), got {labels.dtype} values such as {labels[:3].tolist()}")
+        labels = labels.astype(np.int64)
+        if labels.min() < 0:
+            raise DataError(f"{source}: labels must be >= 0, got {labels.min()}")
+        names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(labels.max() + 1))
+    group = arrays["groups"].astype(str)
+    if "split" in arrays:
+        split_names = arrays["split"].astype(str)
+    else:
+        fractions = tuple(float(f) for f in split)
+        if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
+            raise DataError(f"{source}: split must be three positive train/val/test fractions summing to 1 "
+                            f"or one split name per window, got {split}")
+        try:
+            assignment = assign_groups(group.tolist(), fractions, seed)
+        except DataError as error:
+            raise DataError(f"{source}: {error}") from None
+        split_names = np.array([assignment[g] for g in group])
+    if "order" in arrays:
+        positions = arrays["order"].astype(np.int64)
+    else:
+        positions = np.zeros(n, np.int64)
+        for g in np.unique(group):
+            where = np.flatnonzero(group == g)
+            positions[where] = np.arange(where.size)
+    windows = Windows(
+        x=x.astype(np.float32, copy=False), y=labels, record=group, patient=group, split=split_names,
+        order=positions, class_names=names, fs=float("nan") if fs is None else float(fs),
+        meta={"source": source, "dataset": source, "params": {"split": list(split) if isinstance(split, tuple) else "given",
+                                                             "seed": seed}},
+    )
+    for name in SPLITS:
+        require_split(windows.split, name, source)
+    return windows
 
 
 def clean_windows(x: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:

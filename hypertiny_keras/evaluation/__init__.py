@@ -1,8 +1,15 @@
-"""Evaluation protocol: smoothing, threshold tuning, metrics, cluster-bootstrap intervals."""
+"""Evaluation protocol: smoothing, threshold tuning, metrics, cluster-bootstrap intervals, and `evaluate` of a model or `.tflite` file on `Windows`."""
 from hypertiny_keras.evaluation.bootstrap import (
     cluster_bootstrap_ci,
     cluster_bootstrap_samples,
     percentile_interval,
+)
+from hypertiny_keras.evaluation.evaluate import (
+    evaluate,
+    evaluate_logits,
+    model_outputs,
+    positive_probability,
+    score_inputs,
 )
 from hypertiny_keras.evaluation.metrics import (
     binary_metrics,
@@ -23,15 +30,20 @@ __all__ = [
     "cluster_bootstrap_ci",
     "cluster_bootstrap_samples",
     "confusion_matrix",
+    "evaluate",
     "evaluate_binary",
+    "evaluate_logits",
     "evaluate_multiclass",
     "format_table",
     "macro_f1",
     "median_smooth",
+    "model_outputs",
     "multiclass_metrics",
     "per_class_scores",
     "percentile_interval",
+    "positive_probability",
     "roc_auc",
+    "score_inputs",
     "softmax",
     "tune_threshold",
 ]

@@ -39,6 +39,8 @@ def evaluate_binary(
     Returns:
         ``{"threshold": t*, "val_macro_f1": f, "metrics": {name: {"value", "low", "high"}}}``.
     """
+    _check_scores(val, "val", ("y", "score", "record", "order"), binary=True)
+    _check_scores(test, "test", ("y", "score", "record", "order", "cluster"), binary=True)
     val_scores = median_smooth(val["score"], val["record"], val["order"], kernel)
     test_scores = median_smooth(test["score"], test["record"], test["order"], kernel)
     t_star, val_f1 = tune_threshold(val["y"], val_scores, grid)
@@ -72,6 +74,11 @@ def evaluate_multiclass(
     Returns:
         ``{"metrics": {name: {"value", "low", "high"}}}``.
     """
+    _check_scores(test, "test", ("y", "score", "cluster"), binary=False)
+    if np.ndim(test["score"]) != 2 or np.shape(test["score"])[1] != n_classes:
+        raise ValueError(f"evaluate_multiclass: test['score'] must be (N, {n_classes}) class scores, "
+                         f"got shape {np.shape(test['score'])}")
+
     def statistic(y, s):
         m = multiclass_metrics(y, np.argmax(s, axis=1), n_classes)
         return [m[k] for k in MULTICLASS_METRICS]
@@ -81,6 +88,32 @@ def evaluate_multiclass(
         n_resamples=n_resamples, seed=seed, level=level,
     )
     return {"metrics": _metric_table(MULTICLASS_METRICS, *values)}
+
+
+def _check_scores(part, label: str, keys: tuple[str, ...], binary: bool) -> None:
+    """One-line errors for what the protocol functions are given instead of score dicts."""
+    caller = "evaluate_binary" if binary else "evaluate_multiclass"
+    if not isinstance(part, dict):
+        hint = (" For a model and data.Windows use evaluation.evaluate(model, val, test)."
+                if hasattr(part, "class_names") else "")
+        raise TypeError(f"{caller}: {label} must be a dict with {', '.join(keys)} arrays, "
+                        f"got {type(part).__name__}.{hint}")
+    missing = [k for k in keys if k not in part]
+    if missing:
+        raise ValueError(f"{caller}: {label} lacks {', '.join(missing)} (it needs {', '.join(keys)})")
+    n = len(part["y"])
+    wrong = [f"{k} has {len(part[k])}" for k in keys if len(part[k]) != n]
+    if wrong:
+        raise ValueError(f"{caller}: {label} has {n} labels but {', '.join(wrong)}")
+    score = np.asarray(part["score"])
+    if binary and score.ndim != 1:
+        raise ValueError(f"evaluate_binary: {label}['score'] must be (N,) positive-class probabilities, got shape "
+                         f"{score.shape}; for (N, 2) logits pass softmax(logits)[:, 1]")
+    if not np.all(np.isfinite(score)):
+        raise ValueError(f"{caller}: {label}['score'] holds NaN or inf")
+    if binary and (score.min(initial=0) < 0 or score.max(initial=0) > 1):
+        raise ValueError(f"evaluate_binary: {label}['score'] must be probabilities in [0, 1], got values in "
+                         f"[{score.min():.3g}, {score.max():.3g}] (logits? apply softmax or a sigmoid)")
 
 
 def _metric_table(names, value, low, high) -> dict[str, dict[str, float]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from hypertiny_keras.accounting import byte_table
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.evaluation import evaluate_binary, evaluate_multiclass, softmax
+from hypertiny_keras.evaluation.evaluate import evaluate_logits
 from hypertiny_keras.export import ExportVerificationError, export_tflite
 from hypertiny_keras.fileio import atomic_write
 from hypertiny_keras.layers import generated_layers
@@ -75,33 +75,9 @@ def _split_arrays(windows: Windows, split: str) -> Windows:
     return part
 
 
-def _eval_inputs(part: Windows, scores: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        "y": part.y,
-        "score": scores,
-        "record": part.record,
-        "order": part.order,
-        "cluster": part.patient,
-    }
-
-
-def evaluate_logits(val: Windows, test: Windows, val_logits, test_logits, settings: RunSettings, seed: int) -> dict:
-    """The evaluation protocol for logits `(N, C)`: binary (smoothing, t*, CIs) or multi-class (CIs)."""
-    classes = val_logits.shape[-1]
-    if classes == 2:
-        return evaluate_binary(
-            _eval_inputs(val, softmax(val_logits)[:, 1]),
-            _eval_inputs(test, softmax(test_logits)[:, 1]),
-            kernel=settings.kernel,
-            n_resamples=settings.bootstrap,
-            seed=seed,
-        )
-    return evaluate_multiclass(
-        {"y": test.y, "score": test_logits, "cluster": test.patient},
-        classes,
-        n_resamples=settings.bootstrap,
-        seed=seed,
-    )
+def _evaluate_logits(val: Windows, test: Windows, val_logits, test_logits, settings: RunSettings, seed: int) -> dict:
+    return evaluate_logits(val, test, val_logits, test_logits, kernel=settings.kernel,
+                           n_resamples=settings.bootstrap, seed=seed)
 
 
 def flash_bytes(model: keras.Model) -> int:
@@ -121,7 +97,7 @@ def _adapt_input_normalization(model: keras.Model, x: np.ndarray) -> None:
 
 
 def _evaluate_model(model, val: Windows, test: Windows, settings: RunSettings, seed: int) -> dict:
-    return evaluate_logits(
+    return _evaluate_logits(
         val,
         test,
         model.predict(val.x, verbose=0, batch_size=256),
@@ -218,7 +194,7 @@ def run_model(
                                                          "generated_weight_ram_bytes", "verification")}
                 if mode == ("boot" if generated else "frozen"):
                     data = path.read_bytes()
-                    entry["int8_tflm"] = evaluate_logits(
+                    entry["int8_tflm"] = _evaluate_logits(
                         val, test, predict(data, device_step(val.x)), predict(data, device_step(test.x)), settings, seed
                     )
                 result["exports"][mode] = entry

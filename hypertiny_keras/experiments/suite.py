@@ -12,6 +12,7 @@ from hypertiny_keras.data.windows import Windows
 from hypertiny_keras.experiments.report import TEACHER, write_report
 from hypertiny_keras.experiments.runner import ModelSpec, RunSettings, run_model, save_model_results
 from hypertiny_keras.models import (
+    ds_cnn,
     hrv_featnet,
     hypertiny_pw,
     normalized_hrv_head,
@@ -83,6 +84,16 @@ def model_specs(hrv_inputs: Callable[[Windows], np.ndarray] | None = None) -> di
             "HRVFeatNet: 16 HRV features from R peaks -> linear (normalization in float on the device)",
             inputs=hrv_inputs,
             deploy=_hrv_deploy,
+        ),
+        "ds_cnn": ModelSpec(
+            "ds_cnn",
+            lambda shape, classes: ds_cnn(shape, classes, width=64, blocks=4, generated=False),
+            "MLPerf Tiny DS-CNN (2-D over frames x coefficients, width 64, 4 blocks), every 1x1 stored",
+        ),
+        "ds_cnn_hypertiny": ModelSpec(
+            "ds_cnn_hypertiny",
+            lambda shape, classes: ds_cnn(shape, classes, width=64, blocks=4, generated=True, code_dim=6),
+            "the DS-CNN with PW2..PW4 generated (dense heads, d_z 6, d_h 16)",
         ),
         "stored_pw_twin": ModelSpec(
             "stored_pw_twin",

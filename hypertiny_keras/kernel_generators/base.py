@@ -117,6 +117,33 @@ class KernelGenerator:
         """
         raise NotImplementedError
 
+    def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
+        """Sets the layer's stored weights so that its kernel comes as close to `kernel` as the kind can.
+
+        The default takes `steps` Adam steps on the squared error of the kernel
+        alone (the shared generator stays as it is); kinds with a closed form
+        override it.
+
+        Args:
+            layer: a built `HyperPointwise` layer.
+            kernel: the target float kernel `(filters, in_channels)`.
+            steps: gradient steps of the default.
+
+        Returns:
+            The relative error ||W_fit - kernel|| / ||kernel|| (0 for a zero kernel fitted exactly).
+        """
+        import keras
+        import tensorflow as tf
+
+        target = tf.constant(np.asarray(kernel, np.float32))
+        variables = [w for _, w in self.stored(layer)]
+        optimizer = keras.optimizers.Adam(1e-2)
+        for _ in range(int(steps)):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(self.kernel(layer) - target))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return relative_error(self.kernel(layer), kernel)
+
     def get_config(self) -> dict:
         return {}
 
@@ -167,3 +194,28 @@ class LinearHead(KernelGenerator):
 
     def stored(self, layer):
         return [("codes", layer.code), ("heads", layer.head)]
+
+    def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
+        """Exact: the head is the least-norm solution of `v_l @ head = vec(kernel)` for the layer's `v_l`.
+
+        Falls back to the gradient fit of the base class when `v_l` is zero
+        (e.g. a ReLU generator that is off for this code).
+        """
+        from keras import ops
+
+        v = np.asarray(ops.convert_to_numpy(self.head_input(layer)), np.float64).reshape(-1)
+        if float(v @ v) < 1e-12:
+            return super().fit(layer, kernel, steps)
+        layer.head.assign(np.outer(v, np.asarray(kernel, np.float64).reshape(-1)) / float(v @ v))
+        return relative_error(self.kernel(layer), kernel)
+
+
+def relative_error(fitted, kernel: np.ndarray) -> float:
+    """||fitted - kernel|| / ||kernel|| (the absolute error when `kernel` is zero)."""
+    from keras import ops
+
+    fitted = np.asarray(ops.convert_to_numpy(fitted), np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    norm = float(np.linalg.norm(kernel))
+    error = float(np.linalg.norm(fitted - kernel))
+    return error / norm if norm > 0 else error

@@ -48,6 +48,10 @@ class Kronecker(FactorProduct):
         return (np.ascontiguousarray(left.reshape(self.rank, -1).T),
                 np.ascontiguousarray(right.reshape(self.rank, -1).T))
 
+    def weights_from_device(self, left_matrix, right_matrix, layer):
+        a_out, a_in, b_out, b_in = self._splits(layer)
+        return left_matrix.T.reshape(self.rank, a_out, a_in), right_matrix.T.reshape(self.rank, b_out, b_in)
+
     def device_layout(self, layer):
         a_out, a_in, b_out, b_in = self._splits(layer)
         if a_in == 1 or b_out == 1:  # (a_out, a_in, b_out, b_in) -> (a_out, b_out, a_in, b_in) moves nothing

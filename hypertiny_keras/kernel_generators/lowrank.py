@@ -28,3 +28,6 @@ class LowRank(FactorProduct):
 
     def device_factors(self, left, right, layer):
         return left, np.ascontiguousarray(right.T)
+
+    def weights_from_device(self, left_matrix, right_matrix, layer):
+        return left_matrix, right_matrix.T

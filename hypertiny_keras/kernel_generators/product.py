@@ -50,6 +50,37 @@ class FactorProduct(KernelGenerator):
         """(shape, permutation) that turns `M` `(rows, cols)` into `(C_out, C_in)`; `None`: `M` is it."""
         return None
 
+    def weights_from_device(self, left_matrix: np.ndarray, right_matrix: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
+        """The `left` and `right` weights whose `device_factors` are `left_matrix` `(rows, r)`, `right_matrix` `(cols, r)`."""
+        raise NotImplementedError
+
+    def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
+        """Optimal in the Frobenius norm: the rank-r truncated SVD of `M`, the kernel in the device's `(rows, cols)` layout.
+
+        The singular values are split evenly between the two factors
+        (`U sqrt(S)`, `V sqrt(S)`), which keeps their int8 ranges alike.
+        """
+        from hypertiny_keras.kernel_generators.base import relative_error
+
+        kernel = np.asarray(kernel, np.float64)
+        layout = self.device_layout(layer)
+        if layout is None:
+            matrix = kernel
+        else:
+            shape, permutation = layout
+            moved = kernel.reshape([shape[p] for p in permutation]).transpose(np.argsort(permutation))
+            matrix = moved.reshape(shape[0] * shape[1], shape[2] * shape[3])
+        u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+        k = min(self.rank, s.size)
+        left_matrix = np.zeros((matrix.shape[0], self.rank))
+        right_matrix = np.zeros((matrix.shape[1], self.rank))
+        left_matrix[:, :k] = u[:, :k] * np.sqrt(s[:k])
+        right_matrix[:, :k] = vt[:k].T * np.sqrt(s[:k])
+        left, right = self.weights_from_device(left_matrix, right_matrix, layer)
+        layer.left.assign(left.astype(np.float32))
+        layer.right.assign(right.astype(np.float32))
+        return relative_error(self.kernel(layer), kernel)
+
     def build(self, layer) -> None:
         import keras
 

@@ -1,7 +1,7 @@
 """Keras layers of HyperTinyPW."""
 from hypertiny_keras.layers.generator import GENERATOR_ACTIVATIONS, PointwiseGenerator
 from hypertiny_keras.layers.hyper_pointwise import HEAD_MODES, HyperPointwise
-from hypertiny_keras.layers.search import all_layers, generated_layers
+from hypertiny_keras.layers.search import all_layers, generated_layers, paired_layers
 
 __all__ = [
     "GENERATOR_ACTIVATIONS",
@@ -10,4 +10,5 @@ __all__ = [
     "PointwiseGenerator",
     "all_layers",
     "generated_layers",
+    "paired_layers",
 ]

@@ -29,3 +29,18 @@ def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
 def generated_layers(model: keras.Model) -> list[HyperPointwise]:
     """The `HyperPointwise` layers of `model`, nested models included, in model order."""
     return [layer for layer in all_layers(model) if isinstance(layer, HyperPointwise)]
+
+
+def paired_layers(model: keras.Model, clone: keras.Model, caller: str) -> list[tuple]:
+    """`(layer of model, same layer of clone)` for every weighted layer (not models, not inputs), in model order.
+
+    Raises:
+        ValueError: naming `caller` when the clone does not have the model's layers.
+    """
+    def weighted(m):  # input layers are recreated (with new names) by a clone
+        return [layer for layer in all_layers(m) if not isinstance(layer, (keras.Model, keras.layers.InputLayer))]
+
+    sources, targets = weighted(model), weighted(clone)
+    if [s.name for s in sources] != [t.name for t in targets]:
+        raise ValueError(f"{caller}: the clone of {model.name!r} does not have the model's layers")
+    return list(zip(sources, targets))

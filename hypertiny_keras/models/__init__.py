@@ -8,6 +8,7 @@ from hypertiny_keras.models.baselines import (
     resnet1d_small,
     tiny_separable_cnn,
 )
+from hypertiny_keras.models.ds_cnn import ds_cnn
 from hypertiny_keras.models.separable import NORMALIZATIONS, hypertiny_pw, stored_pw_twin
 from hypertiny_keras.models.ternary import (
     TERNARY_LAYERS,
@@ -29,6 +30,7 @@ __all__ = [
     "TernaryConv1D",
     "TernaryDense",
     "TernaryDepthwiseConv1D",
+    "ds_cnn",
     "hrv_featnet",
     "hypertiny_pw",
     "normalized_hrv_head",
