@@ -149,8 +149,23 @@ def _inspect(args) -> None:
     data = _existing_file(args.file).read_bytes()
     from hypertiny_keras.export.inspect import format_inspection, inspect_tflite  # no Keras, no TensorFlow
 
+    from hypertiny_keras.boards import get_board, plot_budget
+
+    if args.board is not None:
+        get_board(args.board)  # an unknown name fails before any work
     info = inspect_tflite(data, args.file)
-    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    arena, source = args.arena, "--arena"
+    report = pathlib.Path(args.file).with_suffix(".json")
+    if arena is None and report.is_file():  # the export's report beside the file holds the measured arena
+        try:
+            arena, source = int(json.loads(report.read_text())["arena_bytes"]), f"{report.name} (host TFLM, 64-bit)"
+        except (ValueError, KeyError, TypeError):
+            arena = None
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info, args.board, arena))
+    if arena is not None and not args.json:
+        print(f"arena: {arena:,} bytes from {source}")
+    if args.plot:
+        print(f"wrote {plot_budget(info, args.plot, args.board or 'nano33ble', arena)}")
 
 
 def _data_summary(args) -> None:
@@ -207,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--board", help="give each flash/RAM part as % of this board (e.g. nano33ble)")
+    i.add_argument("--arena", type=int, help="TFLM arena bytes (default: arena_bytes of the export report beside FILE)")
+    i.add_argument("--plot", metavar="PNG", help="write the flash/RAM bars as a PNG")
     i.set_defaults(run=_inspect)
 
     d = sub.add_parser("data", help="datasets")

@@ -55,6 +55,28 @@ def _tensor_bytes(tensor: schema.TensorT) -> int:
     )
 
 
+def _shape(subgraph, tensor_index: int) -> list[int]:
+    if tensor_index < 0:
+        return []
+    return tensor_indices(subgraph.tensors[tensor_index].shape) if subgraph.tensors[tensor_index].shape is not None else []
+
+
+def _macs(code: int, subgraph, op) -> int:
+    """Multiply-accumulates of one invoke of `op`: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (0 for the rest)."""
+    inputs, outputs = tensor_indices(op.inputs), tensor_indices(op.outputs)
+    if len(inputs) < 2 or not outputs:
+        return 0
+    out = max(math.prod(_shape(subgraph, outputs[0])), 0)
+    weights = _shape(subgraph, inputs[1])
+    if code == OPS.CONV_2D and len(weights) == 4:  # OHWI: each output value sums H * W * I products
+        return out * weights[1] * weights[2] * weights[3]
+    if code == OPS.DEPTHWISE_CONV_2D and len(weights) == 4:  # 1HWC: H * W products per output value
+        return out * weights[1] * weights[2]
+    if code == OPS.FULLY_CONNECTED and len(weights) == 2:  # (units, depth)
+        return out * weights[1]
+    return 0
+
+
 def inspect_tflite(data: bytes, name: str | None = None) -> dict:
     """Describe a `.tflite` file.
 
@@ -63,7 +85,11 @@ def inspect_tflite(data: bytes, name: str | None = None) -> dict:
     constant-buffer bytes of each role in `accounting.ROLES`, plus
     `flatbuffer_overhead` = everything else in the file: tables, vectors,
     alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
-    (bytes of the resource variables that hold synthesised kernels in RAM).
+    (bytes of the resource variables that hold synthesised kernels in RAM);
+    `layers`: one row per operator (`subgraph`, `operator`, `inputs` and
+    `output` shapes, constant `parameters` (values) and `bytes` first counted
+    at this operator, `macs`); `macs`: `{"steady": per inference (main graph),
+    "synthesis": once, in the init subgraph}`.
 
     Args:
         data: the file's bytes.
@@ -89,7 +115,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
     init_indices = _init_subgraphs(model)
     by_role = dict.fromkeys(ROLES, 0)
     counted: set[int] = set()
-    subgraphs, variables = [], {}
+    subgraphs, variables, layers = [], {}, []
     for index, subgraph in enumerate(model.subgraphs):
         in_init = index in init_indices
         operators = subgraph.operators or []
@@ -99,6 +125,13 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                 consumers.setdefault(tensor_index, []).append(op)
         for op in operators:
             inputs = tensor_indices(op.inputs)
+            code = builtin_code(model, op)
+            row = {"subgraph": index, "operator": OP_NAMES[code], "inputs": [], "output": [],
+                   "parameters": 0, "bytes": 0, "macs": _macs(code, subgraph, op)}
+            row["inputs"] = [_shape(subgraph, t) for t in inputs if t >= 0]
+            outputs = tensor_indices(op.outputs)
+            row["output"] = _shape(subgraph, outputs[0]) if outputs else []
+            layers.append(row)
             for position, tensor_index in enumerate(inputs):
                 if tensor_index < 0:
                     continue
@@ -108,6 +141,8 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                     continue
                 counted.add(tensor.buffer)
                 by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
+                row["bytes"] += len(buffer)
+                row["parameters"] += max(math.prod(_shape(subgraph, tensor_index)), 0)
             if builtin_code(model, op) == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
                 handle = next((o for o in operators if tensor_indices(o.outputs)[:1] == inputs[:1]), None)
                 shared_name = getattr(handle.builtinOptions, "sharedName", None) if handle is not None else None
@@ -130,14 +165,55 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
         "resource_variables": len(variables),
         "generated_weight_ram_bytes": int(sum(variables.values())),
         "buffers": len(model.buffers or []),
+        "layers": layers,
+        "macs": {
+            "steady": sum(r["macs"] for r in layers if r["subgraph"] not in init_indices),
+            "synthesis": sum(r["macs"] for r in layers if r["subgraph"] in init_indices),
+        },
     }
 
 
-def format_inspection(info: dict) -> str:
-    """Human-readable text of `inspect_tflite` output."""
+def format_inspection(info: dict, board: str | None = None, arena_bytes: int | None = None) -> str:
+    """Human-readable text of `inspect_tflite` output: subgraphs, a per-operator table, flash and RAM splits.
+
+    Args:
+        info: `inspect_tflite` output.
+        board: a name of `boards.BOARDS` (e.g. `"nano33ble"`): each split also gives its % of the
+            board's flash / RAM.
+        arena_bytes: the TFLM arena the file needs (measured elsewhere, e.g. `ExportReport.arena_bytes`);
+            without it the RAM split lists only the generated kernels.
+    """
+    from hypertiny_keras.boards import flash_split, ram_split, get_board
+
+    spec = get_board(board) if board is not None else None
     lines = [f"file: {info['file_bytes']:,} bytes; init subgraph: {'yes' if info['has_init_subgraph'] else 'no'}"]
     for sg in info["subgraphs"]:
-        lines.append(f"subgraph {sg['index']} ({sg['role']}, {sg['tensors']} tensors): {' '.join(sg['operators'])}")
+        tensors = f", {sg['tensors']} tensors" if "tensors" in sg else ""
+        lines.append(f"subgraph {sg['index']} ({sg['role']}{tensors}): {' '.join(sg['operators'])}")
+    if info.get("layers"):
+        roles = {sg["index"]: sg["role"] for sg in info["subgraphs"]}
+        lines.append(f"{'#':>3} {'graph':<5} {'operator':<22} {'output':<16} {'params':>8} {'bytes':>8} {'MACs':>10}")
+        for i, row in enumerate(info["layers"]):
+            shape = "x".join(map(str, row["output"]))
+            lines.append(f"{i:>3} {roles.get(row['subgraph'], '?'):<5} {row['operator']:<22} {shape:<16} "
+                         f"{row['parameters']:>8,} {row['bytes']:>8,} {row['macs']:>10,}")
+        lines.append(f"MACs: {info['macs']['steady']:,} per inference, {info['macs']['synthesis']:,} once at synthesis")
+
+    def table(title, parts, budget):
+        total = sum(parts.values())
+        head = f"{title}: {total:,} bytes" + (f" ({100 * total / budget:.2f}% of {spec.name})" if spec else "")
+        out = [head]
+        width = max(map(len, parts)) if parts else 0
+        for part, size in parts.items():
+            if size:
+                share = f"  {100 * size / budget:6.2f}% of board" if spec else ""
+                out.append(f"  {part:<{width}} {size:>9,}  {100 * size / total:5.1f}%{share}")
+        return out
+
+    lines += table("flash", flash_split(info), spec.flash_bytes if spec else 1)
+    ram = ram_split(info, arena_bytes)
+    if ram:
+        lines += table("RAM", ram, spec.ram_bytes if spec else 1)
     lines.append("bytes by role:")
     width = max(map(len, info["bytes_by_role"]))
     for role, size in info["bytes_by_role"].items():

@@ -71,11 +71,35 @@ class ExportReport:
     verification: dict
     timing_us: dict
     packed_bytes: dict
+    layers: list = dataclasses.field(default_factory=list)
+    macs: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def format(self, board: str | None = None) -> str:
+        """The report with the per-operator table and the flash/RAM splits (as % of `board`, e.g. `"nano33ble"`)."""
+        from hypertiny_keras.export.inspect import format_inspection
+
+        info = {"file_bytes": self.file_bytes, "has_init_subgraph": len(self.operators) > 1,
+                "subgraphs": [{"index": i, "role": "main" if i == 0 else "init", "operators": ops}
+                              for i, ops in enumerate(self.operators)],
+                "layers": self.layers, "macs": self.macs, "bytes_by_role": self.bytes_by_role,
+                "resource_variables": len(self.generated_layers),
+                "generated_weight_ram_bytes": self.generated_weight_ram_bytes}
+        return str(self) + "\n" + format_inspection(info, board, self.arena_bytes)
+
+    def plot(self, path, board: str = "nano33ble"):
+        """A PNG of the flash and RAM bars of this file on `board` (`boards.plot_budget`)."""
+        from hypertiny_keras.boards import plot_budget
+
+        return plot_budget({"file_bytes": self.file_bytes, "bytes_by_role": self.bytes_by_role,
+                            "generated_weight_ram_bytes": self.generated_weight_ram_bytes},
+                           path, board, self.arena_bytes)
+
     def __str__(self) -> str:
+        from hypertiny_keras.boards import flash_split
+
         v, t = self.verification, self.timing_us
         lines = [
             f"{self.path}: {self.file_bytes:,} bytes ({self.synthesis}, {self.io_dtype} I/O); "
@@ -89,6 +113,9 @@ class ExportReport:
             ),
             "  bytes by role: "
             + ", ".join(f"{k} {v:,}" for k, v in self.bytes_by_role.items() if v),
+            "  flash: " + ", ".join(f"{k} {v:,}" for k, v in flash_split({"bytes_by_role": self.bytes_by_role}).items() if v),
+            f"  MACs: {self.macs.get('steady', 0):,} per inference, {self.macs.get('synthesis', 0):,} once at synthesis"
+            f" ({len(self.layers)} operators; `format(board=...)` for the per-operator table and % of a board)",
             f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}); "
             f"generated weights in RAM {self.generated_weight_ram_bytes:,} B",
             f"  verified on {v['samples']} samples: main graph TFLM vs LiteRT max {v['tflm_vs_litert_max_steps']:.0f} "
@@ -228,6 +255,8 @@ def export_tflite(
         verification=verification,
         timing_us=timing,
         packed_bytes=byte_table(model).to_dict(),
+        layers=info["layers"],
+        macs=info["macs"],
     )
     write_pair(plan.path, data, plan.report_path, report.to_dict())
     return report
