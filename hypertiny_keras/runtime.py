@@ -323,8 +323,9 @@ def predict(
     if engine == "litert":
         return output_q.dequantize(run_litert(data, q).outputs)
     arena = tflm_arena_bytes(data, name=name)
-    starts = range(0, len(q), max(1, int(batch_size)))
+    step = max(1, int(batch_size))
+    starts = range(0, len(q), step)
     bar = tqdm(starts, desc=f"TFLM {pathlib.Path(name).name}", unit="batch", disable=not progress or len(starts) < 2,
                leave=False)
-    outputs = [run_tflm(data, q[i : i + batch_size], arena_size=arena, name=name).outputs for i in bar]
+    outputs = [run_tflm(data, q[i : i + step], arena_size=arena, name=name).outputs for i in bar]
     return output_q.dequantize(np.concatenate(outputs) if outputs else run_tflm(data, q, arena, name).outputs)

@@ -236,8 +236,7 @@ def from_arrays(x, y, groups, order, split, seed, fs, class_names, source) -> Wi
         meta={"source": source, "dataset": source, "params": {"split": list(split) if isinstance(split, tuple) else "given",
                                                              "seed": seed}},
     )
-    for name in SPLITS:
-        require_split(windows.split, name, source)
+    require_splits(windows.split, source)
     return windows
 
 
@@ -311,9 +310,14 @@ def finish_windows(
         fs=float(fs),
         meta=meta,
     )
-    for name in SPLITS:
-        require_split(windows.split, name, meta.get("source", "?"))
+    require_splits(windows.split, meta.get("source", "?"))
     return windows
+
+
+def require_splits(split: np.ndarray, source: str) -> None:
+    """Raise `DataError` naming ``source`` unless every one of ``SPLITS`` holds a window."""
+    for name in SPLITS:
+        require_split(split, name, source)
 
 
 def require_split(split: np.ndarray, name: str, source: str) -> None:

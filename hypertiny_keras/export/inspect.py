@@ -126,11 +126,11 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
         for op in operators:
             inputs = tensor_indices(op.inputs)
             code = builtin_code(model, op)
-            row = {"subgraph": index, "operator": OP_NAMES[code], "inputs": [], "output": [],
-                   "parameters": 0, "bytes": 0, "macs": _macs(code, subgraph, op)}
-            row["inputs"] = [_shape(subgraph, t) for t in inputs if t >= 0]
             outputs = tensor_indices(op.outputs)
-            row["output"] = _shape(subgraph, outputs[0]) if outputs else []
+            row = {"subgraph": index, "operator": OP_NAMES[code],
+                   "inputs": [_shape(subgraph, t) for t in inputs if t >= 0],
+                   "output": _shape(subgraph, outputs[0]) if outputs else [],
+                   "parameters": 0, "bytes": 0, "macs": _macs(code, subgraph, op)}
             layers.append(row)
             for position, tensor_index in enumerate(inputs):
                 if tensor_index < 0:
@@ -143,7 +143,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                 by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
                 row["bytes"] += len(buffer)
                 row["parameters"] += max(math.prod(_shape(subgraph, tensor_index)), 0)
-            if builtin_code(model, op) == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
+            if code == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
                 handle = next((o for o in operators if tensor_indices(o.outputs)[:1] == inputs[:1]), None)
                 shared_name = getattr(handle.builtinOptions, "sharedName", None) if handle is not None else None
                 key = shared_name if shared_name is not None else (index, inputs[0])

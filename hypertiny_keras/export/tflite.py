@@ -77,25 +77,26 @@ class ExportReport:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def format(self, board: str | None = None) -> str:
-        """The report with the per-operator table and the flash/RAM splits (as % of `board`, e.g. `"nano33ble"`)."""
-        from hypertiny_keras.export.inspect import format_inspection
-
-        info = {"file_bytes": self.file_bytes, "has_init_subgraph": len(self.operators) > 1,
+    def inspection(self) -> dict:
+        """The `inspect_tflite` fields this report holds (the input of `format_inspection` and `boards`)."""
+        return {"file_bytes": self.file_bytes, "has_init_subgraph": len(self.operators) > 1,
                 "subgraphs": [{"index": i, "role": "main" if i == 0 else "init", "operators": ops}
                               for i, ops in enumerate(self.operators)],
                 "layers": self.layers, "macs": self.macs, "bytes_by_role": self.bytes_by_role,
                 "resource_variables": len(self.generated_layers),
                 "generated_weight_ram_bytes": self.generated_weight_ram_bytes}
-        return str(self) + "\n" + format_inspection(info, board, self.arena_bytes)
+
+    def format(self, board: str | None = None) -> str:
+        """The report with the per-operator table and the flash/RAM splits (as % of `board`, e.g. `"nano33ble"`)."""
+        from hypertiny_keras.export.inspect import format_inspection
+
+        return str(self) + "\n" + format_inspection(self.inspection(), board, self.arena_bytes)
 
     def plot(self, path, board: str = "nano33ble"):
         """A PNG of the flash and RAM bars of this file on `board` (`boards.plot_budget`)."""
         from hypertiny_keras.boards import plot_budget
 
-        return plot_budget({"file_bytes": self.file_bytes, "bytes_by_role": self.bytes_by_role,
-                            "generated_weight_ram_bytes": self.generated_weight_ram_bytes},
-                           path, board, self.arena_bytes)
+        return plot_budget(self.inspection(), path, board, self.arena_bytes)
 
     def __str__(self) -> str:
         from hypertiny_keras.boards import flash_split
@@ -113,7 +114,7 @@ class ExportReport:
             ),
             "  bytes by role: "
             + ", ".join(f"{k} {v:,}" for k, v in self.bytes_by_role.items() if v),
-            "  flash: " + ", ".join(f"{k} {v:,}" for k, v in flash_split({"bytes_by_role": self.bytes_by_role}).items() if v),
+            "  flash: " + ", ".join(f"{k} {v:,}" for k, v in flash_split(self.inspection()).items() if v),
             f"  MACs: {self.macs.get('steady', 0):,} per inference, {self.macs.get('synthesis', 0):,} once at synthesis"
             f" ({len(self.layers)} operators; `format(board=...)` for the per-operator table and % of a board)",
             f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}); "
