@@ -1,4 +1,4 @@
-"""The `hypertiny` command: quickstart, export, inspect, data summary.
+"""The `hypertiny` command: quickstart, export, inspect, emulate, data summary.
 
 Errors are one line on stderr and exit status 2; `-v` adds the traceback and
 lets TensorFlow's and the converter's own output through.
@@ -114,6 +114,19 @@ def _export_arduino(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _emulate(args) -> None:
+    from hypertiny_keras.emulator import emulate, format_result
+
+    result = emulate(args.sketch, sources=args.sources, kernels=args.kernels, build_dir=args.build, jobs=args.jobs)
+    if args.json:
+        from hypertiny_keras.fileio import atomic_write
+
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+    print(format_result(result))
+    if result["summary"]["passed"] != result["summary"]["checked"] or result["failures"]:
+        raise RuntimeError(f"{result['failures']} test vector runs differ from the TFLM Python wheel (see the log)")
+
+
 def _export(args) -> None:
     if args.arduino:
         _export_arduino(args)
@@ -227,6 +240,19 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--plot", metavar="PNG", help="write the flash/RAM bars as a PNG")
     i.set_defaults(run=_inspect)
 
+    m = sub.add_parser("emulate", help="build an Arduino sketch folder for an emulated Cortex-M4F and run it (QEMU)")
+    m.add_argument("sketch", help="a folder made by hypertiny export --arduino")
+    m.add_argument(
+        "--sources",
+        help="folder with tflite-micro flatbuffers gemmlowp ruy CMSIS-NN CMSIS_6 checkouts "
+        "(default: $HYPERTINY_EMULATOR_SOURCES)",
+    )
+    m.add_argument("--kernels", choices=("cmsis", "reference"), default="cmsis")
+    m.add_argument("--build", help="build folder, kept and reused (default: a temporary one)")
+    m.add_argument("--jobs", type=int, help="parallel compile jobs (default: all CPUs)")
+    m.add_argument("--json", metavar="FILE", help="write every figure (and the board's log) to FILE")
+    m.set_defaults(run=_emulate)
+
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("summary", help="windows, classes and records per split")
@@ -234,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
-    for subparser in (q, e, i, d, s):  # -v also after the command; its default stays the main parser's
+    for subparser in (q, e, i, m, d, s):  # -v also after the command; its default stays the main parser's
         _add_verbose(subparser, argparse.SUPPRESS)
     return p
 

@@ -161,8 +161,21 @@ def _model_data(data: bytes, source: str) -> tuple[str, str]:
     return header, source_file
 
 
+#: Operators whose kernel the core provides itself (hypertiny_app.cc), passed to the
+#: resolver method instead of TFLM's default registration.
+CORE_KERNELS = {"CALL_ONCE": "hypertiny_call_once()"}
+
+
 def _model_ops(ops: list[str], resource_variables: int, source: str) -> str:
-    adds = "\n".join(f"  if (resolver.{RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;" for op in ops)
+    adds = "\n".join(
+        f"  if (resolver.{RESOLVER_METHODS[op]}({CORE_KERNELS.get(op, '')}) != kTfLiteOk) return kTfLiteError;"
+        for op in ops
+    )
+    core = "".join(
+        f"// The core's own {op} kernel (hypertiny_app.cc).\ndecltype(tflite::Register_{op}()) {CORE_KERNELS[op]};\n\n"
+        for op in ops
+        if op in CORE_KERNELS
+    )
     return _header(
         "model_ops.h",
         source,
@@ -172,6 +185,7 @@ def _model_ops(ops: list[str], resource_variables: int, source: str) -> str:
         "// Resource variables (one per generated layer; distinct VAR_HANDLE shared names).\n"
         f"#define HYPERTINY_RESOURCE_VARIABLES {resource_variables}\n\n"
         "using HypertinyOpResolver = tflite::MicroMutableOpResolver<HYPERTINY_OP_COUNT>;\n\n"
+        f"{core}"
         "// Registers exactly the model's operators.\n"
         "inline TfLiteStatus hypertiny_register_ops(HypertinyOpResolver& resolver) {\n"
         f"{adds}\n  return kTfLiteOk;\n}}\n",

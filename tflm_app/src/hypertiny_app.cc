@@ -9,7 +9,11 @@
 #include "arena_config.h"
 #include "model_data.h"
 #include "model_ops.h"
+#include "tensorflow/lite/c/builtin_op_data.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_graph.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_resource_variable.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -32,6 +36,12 @@ tflite::MicroInterpreter* g_interpreter = nullptr;
 
 HypertinyLogFn g_log = nullptr;
 HypertinyMicrosFn g_micros = nullptr;
+tflite::MicroProfilerInterface* g_profiler = nullptr;
+
+// The init subgraph, as the core's CALL_ONCE kernel found it in Prepare
+// (null for a model without CALL_ONCE).
+tflite::MicroGraph* g_init_graph = nullptr;
+int g_init_subgraph = -1;
 
 bool g_ready = false;        // setup succeeded
 bool g_synthesised = false;  // the init subgraph has run
@@ -101,6 +111,8 @@ int count_resource_variables(const tflite::Model* model) {
 void teardown() {
   if (g_interpreter != nullptr) g_interpreter->~MicroInterpreter();
   g_interpreter = nullptr;
+  g_init_graph = nullptr;
+  g_init_subgraph = -1;
   g_ready = false;
   g_synthesised = false;
   g_variables = 0;
@@ -108,21 +120,53 @@ void teardown() {
   g_last_us = 0;
 }
 
-// Runs the interpreter once; records the time and, the first time, the
-// synthesis figure.
+// Runs the init subgraph if it has not run yet, and times it.
+HypertinyStatus synthesise() {
+  if (g_synthesised || g_init_graph == nullptr) return HypertinyStatus::kOk;
+  const uint32_t start = now_us();
+  const TfLiteStatus status = g_init_graph->InvokeSubgraph(g_init_subgraph);
+  g_synthesis_us = now_us() - start;
+  if (status != kTfLiteOk) return HypertinyStatus::kInvoke;
+  g_synthesised = true;
+  return HypertinyStatus::kOk;
+}
+
+// The core's CALL_ONCE: TFLM's checks in Prepare, and an Eval that runs the
+// init subgraph through synthesise(), so that BOOT can run it in setup
+// without an inference and the first classify then skips it.
+TfLiteStatus call_once_prepare(TfLiteContext* context, TfLiteNode* node) {
+  const auto* params = static_cast<const TfLiteCallOnceParams*>(node->builtin_data);
+  tflite::MicroGraph& graph = tflite::GetMicroContext(context)->graph();
+  TF_LITE_ENSURE(context, node->inputs->size == 0 && node->outputs->size == 0);
+  TF_LITE_ENSURE(context, params->init_subgraph_index > 0 && params->init_subgraph_index < graph.NumSubgraphs());
+  // One init subgraph per model (what the exporter writes).
+  TF_LITE_ENSURE(context, g_init_subgraph < 0 || g_init_subgraph == params->init_subgraph_index);
+  g_init_graph = &graph;
+  g_init_subgraph = params->init_subgraph_index;
+  return kTfLiteOk;
+}
+
+TfLiteStatus call_once_eval(TfLiteContext* context, TfLiteNode* node) {
+  (void)context;
+  (void)node;
+  return synthesise() == HypertinyStatus::kOk ? kTfLiteOk : kTfLiteError;
+}
+
+// Runs the interpreter once and records the time.
 HypertinyStatus invoke_timed() {
   const uint32_t start = now_us();
   const TfLiteStatus status = g_interpreter->Invoke();
   g_last_us = now_us() - start;
-  if (status != kTfLiteOk) return HypertinyStatus::kInvoke;
-  if (!g_synthesised) {
-    g_synthesis_us = g_last_us;
-    g_synthesised = true;
-  }
-  return HypertinyStatus::kOk;
+  return status == kTfLiteOk ? HypertinyStatus::kOk : HypertinyStatus::kInvoke;
 }
 
 }  // namespace
+
+decltype(tflite::Register_CALL_ONCE()) hypertiny_call_once() {
+  return tflite::micro::RegisterOp(nullptr, call_once_prepare, call_once_eval);
+}
+
+void hypertiny_set_profiler(tflite::MicroProfilerInterface* profiler) { g_profiler = profiler; }
 
 void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros) {
   g_log = log;
@@ -163,7 +207,8 @@ HypertinyStatus hypertiny_setup(HypertinyMode mode) {
     }
   }
   g_variables = needed;
-  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, g_resolver, allocator, variables);
+  g_interpreter =
+      new (g_interpreter_storage) tflite::MicroInterpreter(model, g_resolver, allocator, variables, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     log_line("hypertiny: AllocateTensors failed (arena %u bytes, %d resource variables)",
              static_cast<unsigned>(sizeof(g_arena)), needed);
@@ -175,9 +220,7 @@ HypertinyStatus hypertiny_setup(HypertinyMode mode) {
     return fail(HypertinyStatus::kInputOutput);
   }
   if (mode == HypertinyMode::kBoot) {
-    // A window of zeros (the input zero point) runs the init subgraph now.
-    std::memset(input->data.int8, input->params.zero_point, input->bytes);
-    const HypertinyStatus status = invoke_timed();
+    const HypertinyStatus status = synthesise();
     if (status != HypertinyStatus::kOk) return fail(status);
   }
   g_ready = true;
@@ -198,10 +241,12 @@ HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores) {
 size_t hypertiny_model_bytes() { return g_model_len; }
 size_t hypertiny_arena_bytes() { return sizeof(g_arena); }
 size_t hypertiny_arena_used_bytes() { return g_ready ? g_interpreter->arena_used_bytes() : 0; }
+size_t hypertiny_arena_needed_bytes() { return g_ready ? g_interpreter->arena_used_bytes() + 16 : 0; }
 size_t hypertiny_input_bytes() { return g_ready ? g_interpreter->input(0)->bytes : 0; }
 size_t hypertiny_output_bytes() { return g_ready ? g_interpreter->output(0)->bytes : 0; }
 int hypertiny_resource_variables() { return g_variables; }
 uint32_t hypertiny_synthesis_us() { return g_synthesis_us; }
+bool hypertiny_has_init_subgraph() { return g_init_graph != nullptr; }
 uint32_t hypertiny_last_inference_us() { return g_last_us; }
 
 const char* hypertiny_status_name(HypertinyStatus status) {

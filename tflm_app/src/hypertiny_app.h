@@ -4,7 +4,10 @@
 // next to this one (model_data.h/.cc, model_ops.h, arena_config.h). A `boot`
 // model synthesises its pointwise kernels on the device: subgraph 0 starts
 // with CALL_ONCE of an init subgraph that writes them into resource variables.
-// The first Invoke() runs it; later invokes only read the variables.
+// The core registers its own CALL_ONCE kernel (hypertiny_call_once(), which
+// model_ops.h passes to the resolver): it runs the init subgraph exactly once,
+// in hypertiny_setup() (BOOT) or inside the first classify (LAZY), and times
+// the synthesis alone. Later invokes only read the variables.
 //
 // C++17, no dynamic allocation (the interpreter lives in static storage, all
 // tensors in a static arena), no exceptions. Not thread-safe.
@@ -14,9 +17,13 @@
 #include <cstddef>
 #include <cstdint>
 
+namespace tflite {
+class MicroProfilerInterface;
+}  // namespace tflite
+
 // When the one-off weight synthesis is paid.
 enum class HypertinyMode : uint8_t {
-  kBoot,  // hypertiny_setup() invokes once on a zero window
+  kBoot,  // hypertiny_setup() runs the init subgraph (no inference)
   kLazy,  // the first hypertiny_classify() pays it
 };
 
@@ -38,6 +45,12 @@ using HypertinyLogFn = void (*)(const char* line);
 using HypertinyMicrosFn = uint32_t (*)();
 void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros);
 
+// Optional per-operator profiler (TFLM's MicroProfiler or any
+// MicroProfilerInterface), handed to the interpreter by the next
+// hypertiny_setup(); null (the default) profiles nothing. TFLM calls it only
+// in builds that keep error strings (no -DTF_LITE_STRIP_ERROR_STRINGS).
+void hypertiny_set_profiler(tflite::MicroProfilerInterface* profiler);
+
 // Builds the interpreter (may be called again to start over, e.g. to switch
 // mode). Logs what failed, with the counts involved, before returning it.
 HypertinyStatus hypertiny_setup(HypertinyMode mode);
@@ -50,13 +63,18 @@ HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores);
 size_t hypertiny_model_bytes();       // bytes of the compiled-in model
 size_t hypertiny_arena_bytes();       // bytes of the static arena
 size_t hypertiny_arena_used_bytes();  // bytes of it the interpreter used
+// Smallest HYPERTINY_ARENA_BYTES that is known to work for this model on this
+// target: used + 16 (TFLM's rule; the tail of the arena is aligned, so an
+// arena of exactly the used bytes can fail).
+size_t hypertiny_arena_needed_bytes();
 size_t hypertiny_input_bytes();       // int8 values of one window
 size_t hypertiny_output_bytes();      // int8 scores of one window
 int hypertiny_resource_variables();   // resource variables created
-// Microseconds of the invoke that ran the init subgraph: synthesis plus one
-// inference (BOOT: the zero window in setup; LAZY: the first classify, 0
-// before it).
+// Microseconds the init subgraph took (the synthesis alone, no inference):
+// in setup (BOOT) or inside the first classify (LAZY; 0 before it). 0 for a
+// model without an init subgraph.
 uint32_t hypertiny_synthesis_us();
+bool hypertiny_has_init_subgraph();   // the model synthesises its kernels
 uint32_t hypertiny_last_inference_us();  // microseconds of the last classify
 
 const char* hypertiny_status_name(HypertinyStatus status);

@@ -1,0 +1,193 @@
+// The emulated-board check of a sketch folder (`hypertiny export --arduino`):
+// runs the project's core (hypertiny_app.cc, as the sketch has it) on QEMU
+// mps2-an386 in place of the .ino, and prints one line per fact for
+// hypertiny_keras.emulator.parse_log:
+//
+//   CALIBRATION expected=<insns> measured=<insns>
+//   MODEL bytes=<B> input=<B> output=<B> tests=<n>
+//   SETUP mode=BOOT|LAZY status=<s> insns=<n> arena=<B> used=<B> needed=<B> variables=<n>
+//   VECTOR mode=<m> n=<i> result=pass|FAIL insns=<n> [scores=.. expected=..]
+//   INFERENCE mode=<m> first=<insns> synthesis=<insns> steady_median=<insns> steady_min=.. steady_max=.. steady_n=..
+//   EVENT invoke=<k> depth=<d> op=<name> insns=<n>     (per operator, MicroProfilerInterface)
+//   DONE failures=<n>
+//
+// Every vector is classified 1 + kRepeats times; the first pass is compared
+// with the expected int8 outputs (the TFLM Python wheel's), the repeats too.
+#include <cstdint>
+#include <cstring>
+
+#include "board.h"
+#include "hypertiny_app.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "test_vectors.h"
+
+namespace {
+
+constexpr int kRepeats = 2;
+constexpr int kMaxRuns = (kHypertinyTestCount > 0 ? kHypertinyTestCount : 1) * (1 + kRepeats);
+uint32_t g_runs[kMaxRuns];
+
+uint32_t insns(uint32_t ticks) { return ticks * kBoardInstructionsPerTick; }
+
+void core_log(const char* line) { board_print("LOG %s\n", line); }
+
+// The core's clock: raw timer ticks, so its "us" figures are ticks here.
+uint32_t core_clock() { return board_ticks(); }
+
+// Per-operator events with nesting depth (1 = inside CALL_ONCE's init subgraph).
+class EventRecorder : public tflite::MicroProfilerInterface {
+ public:
+  static constexpr int kMaxEvents = 512;
+
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= kMaxEvents) return kMaxEvents;
+    Event& event = events_[count_];
+    event.tag = tag;
+    event.depth = open_++;
+    event.begin = board_ticks();
+    event.end = event.begin;
+    return count_++;
+  }
+
+  void EndEvent(uint32_t handle) override {
+    if (handle < kMaxEvents) events_[handle].end = board_ticks();
+    --open_;
+  }
+
+  void Clear() { count_ = open_ = 0; }
+
+  void Print(int invoke) const {
+    for (int i = 0; i < count_; ++i) {
+      const Event& e = events_[i];
+      board_print("EVENT invoke=%d depth=%d op=%s insns=%lu\n", invoke, e.depth, e.tag,
+                  static_cast<unsigned long>(insns(e.end - e.begin)));
+    }
+  }
+
+ private:
+  struct Event {
+    const char* tag;
+    int depth;
+    uint32_t begin, end;
+  };
+  Event events_[kMaxEvents];
+  int count_ = 0;
+  int open_ = 0;
+};
+EventRecorder g_recorder;
+
+void sort(uint32_t* values, int n) {
+  for (int i = 1; i < n; ++i) {
+    const uint32_t v = values[i];
+    int j = i - 1;
+    for (; j >= 0 && values[j] > v; --j) values[j + 1] = values[j];
+    values[j + 1] = v;
+  }
+}
+
+void print_scores(const char* name, const int8_t* scores) {
+  board_print(" %s=", name);
+  for (int i = 0; i < kHypertinyOutputBytes; ++i) board_print(i ? ",%d" : "%d", scores[i]);
+}
+
+// Setup in `mode`, then every test vector 1 + kRepeats times. Returns the failures.
+int run(HypertinyMode mode, const char* name) {
+  const uint32_t start = board_ticks();
+  const HypertinyStatus status = hypertiny_setup(mode);
+  const uint32_t setup = board_ticks() - start;
+  board_print("SETUP mode=%s status=%s insns=%lu arena=%u used=%u needed=%u variables=%d\n", name,
+              hypertiny_status_name(status), static_cast<unsigned long>(insns(setup)),
+              static_cast<unsigned>(hypertiny_arena_bytes()), static_cast<unsigned>(hypertiny_arena_used_bytes()),
+              static_cast<unsigned>(hypertiny_arena_needed_bytes()), hypertiny_resource_variables());
+  if (status != HypertinyStatus::kOk) return 1;
+  if (hypertiny_input_bytes() != static_cast<size_t>(kHypertinyInputBytes) ||
+      hypertiny_output_bytes() != static_cast<size_t>(kHypertinyOutputBytes)) {
+    board_print("LOG test_vectors.h does not match the model: %u/%u input, %u/%u output bytes\n",
+                static_cast<unsigned>(hypertiny_input_bytes()), static_cast<unsigned>(kHypertinyInputBytes),
+                static_cast<unsigned>(hypertiny_output_bytes()), static_cast<unsigned>(kHypertinyOutputBytes));
+    return 1;
+  }
+  int failures = 0, runs = 0;
+  int8_t scores[kHypertinyOutputBytes > 0 ? kHypertinyOutputBytes : 1];
+  for (int pass = 0; pass <= kRepeats; ++pass) {
+    for (int n = 0; n < kHypertinyTestCount; ++n) {
+      const uint32_t a = board_ticks();
+      const HypertinyStatus s = hypertiny_classify(kHypertinyTestWindows[n], scores);
+      g_runs[runs++] = board_ticks() - a;
+      const bool ok = s == HypertinyStatus::kOk &&
+                      std::memcmp(scores, kHypertinyTestExpected[n], kHypertinyOutputBytes) == 0;
+      failures += ok ? 0 : 1;
+      if (pass > 0 && ok) continue;
+      board_print("VECTOR mode=%s n=%d pass=%d result=%s insns=%lu", name, n, pass,
+                  s != HypertinyStatus::kOk ? hypertiny_status_name(s) : (ok ? "pass" : "FAIL"),
+                  static_cast<unsigned long>(insns(g_runs[runs - 1])));
+      if (!ok) {
+        print_scores("scores", scores);
+        print_scores("expected", kHypertinyTestExpected[n]);
+      }
+      board_print("\n");
+    }
+  }
+  if (runs > 1) {
+    const uint32_t first = g_runs[0];
+    sort(g_runs + 1, runs - 1);
+    const int n = runs - 1;
+    const uint32_t median = n % 2 ? g_runs[1 + n / 2] : (g_runs[n / 2] + g_runs[1 + n / 2]) / 2;
+    board_print("INFERENCE mode=%s first=%lu synthesis=%lu steady_median=%lu steady_min=%lu steady_max=%lu steady_n=%d\n",
+                name, static_cast<unsigned long>(insns(first)),
+                static_cast<unsigned long>(insns(hypertiny_synthesis_us())), static_cast<unsigned long>(insns(median)),
+                static_cast<unsigned long>(insns(g_runs[1])), static_cast<unsigned long>(insns(g_runs[runs - 1])), n);
+  }
+  return failures;
+}
+
+// Per-operator instructions of the first invoke (LAZY: it runs the init
+// subgraph) and of a steady-state one.
+int profile() {
+  hypertiny_set_profiler(&g_recorder);
+  const HypertinyStatus status = hypertiny_setup(HypertinyMode::kLazy);
+  if (status != HypertinyStatus::kOk || kHypertinyTestCount == 0) {
+    hypertiny_set_profiler(nullptr);
+    return status == HypertinyStatus::kOk ? 0 : 1;
+  }
+  int8_t scores[kHypertinyOutputBytes > 0 ? kHypertinyOutputBytes : 1];
+  int failures = 0;
+  for (int invoke = 1; invoke <= 3; ++invoke) {
+    g_recorder.Clear();
+    failures += hypertiny_classify(kHypertinyTestWindows[0], scores) == HypertinyStatus::kOk ? 0 : 1;
+    if (invoke != 2) g_recorder.Print(invoke);
+  }
+  hypertiny_set_profiler(nullptr);
+  return failures;
+}
+
+// A loop of exactly 4 instructions an iteration checks the counter's scale.
+void calibrate() {
+  constexpr uint32_t kLoops = 250000;
+  uint32_t n = kLoops;
+  const uint32_t a = board_ticks();
+  asm volatile(
+      "1: subs %0, %0, #1\n\t"
+      "nop\n\t"
+      "nop\n\t"
+      "bne 1b"
+      : "+r"(n)
+      :
+      : "cc");
+  board_print("CALIBRATION expected=%lu measured=%lu\n", static_cast<unsigned long>(4 * kLoops),
+              static_cast<unsigned long>(insns(board_ticks() - a)));
+}
+
+}  // namespace
+
+int main() {
+  calibrate();
+  hypertiny_set_platform(core_log, core_clock);
+  board_print("MODEL bytes=%u input=%d output=%d tests=%d\n", static_cast<unsigned>(hypertiny_model_bytes()),
+              kHypertinyInputBytes, kHypertinyOutputBytes, kHypertinyTestCount);
+  int failures = run(HypertinyMode::kBoot, "BOOT");
+  failures += run(HypertinyMode::kLazy, "LAZY");
+  failures += profile();
+  board_print("DONE failures=%d\n", failures);
+  return failures == 0 ? 0 : 1;
+}
