@@ -110,7 +110,8 @@ def _export_arduino(args) -> None:
     with quiet.silenced():  # TensorFlow's import lines
         from hypertiny_keras.export.arduino import export_arduino
 
-    result = export_arduino(str(model), args.arduino, windows=windows, labels=labels)
+    result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
+                            emulator_sources=args.emulator_sources, emulator_build=args.emulator_build)
     print(json.dumps(result, indent=2))
 
 
@@ -230,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
         help="float test windows for the sketch: .npy, .npz with 'windows' (and 'labels'), or X.npz:NAME",
     )
     e.add_argument("--labels", help="labels of the test windows: .npy, .npz or X.npz:NAME")
+    e.add_argument(
+        "--emulator-sources", metavar="DIR",
+        help="with --arduino: run the sketch on an emulated Cortex-M4 first (hypertiny emulate) and size its arena "
+        "from the 32-bit figure; DIR holds the tflite-micro, CMSIS-NN, ... checkouts",
+    )
+    e.add_argument("--emulator-build", metavar="DIR", help="build folder kept for --emulator-sources (reused)")
     e.set_defaults(run=_export)
 
     i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")

@@ -29,7 +29,9 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def run_quickstart(out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 6000, verbose: int = 1) -> dict:
+def run_quickstart(
+    out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 6000, verbose: int = 1, pool: str = "mean"
+) -> dict:
     """Train, export (frozen and boot), verify in TFLM and LiteRT, and report.
 
     Args:
@@ -38,6 +40,7 @@ def run_quickstart(out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 60
         epochs: training epochs (Keras progress bar when `verbose`).
         beats: synthetic windows (80/10/10 train/validation/test).
         verbose: 0 silent, 1 progress bars and the printed report.
+        pool: the model's global pooling (`models.separable.POOLINGS`).
 
     Returns:
         The report dict (also written to `out_dir/report.json`).
@@ -52,7 +55,7 @@ def run_quickstart(out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 60
     x_test, y_test = x[n_train + n_val :], y[n_train + n_val :]
 
     keras.utils.set_random_seed(seed)
-    model = hypertiny_pw((WINDOW, 1), len(CLASS_NAMES))
+    model = hypertiny_pw((WINDOW, 1), len(CLASS_NAMES), pool=pool)
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -76,6 +79,7 @@ def run_quickstart(out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 60
     report = {
         "seed": seed,
         "epochs": epochs,
+        "pool": pool,
         "data": {"source": "hypertiny_keras.data.synthetic.make_beats", "train": n_train, "val": n_val,
                  "test": len(y_test), "window_samples": WINDOW, "fs_hz": 128.0},
         "accuracy": {

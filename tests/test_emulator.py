@@ -132,15 +132,21 @@ def test_cli_emulate_error_is_one_line(tmp_path):
     not os.environ.get(emulator.SOURCES_ENV) or shutil.which("qemu-system-arm") is None,
     reason=f"needs {emulator.SOURCES_ENV} and the Cortex-M tools (not in CI)",
 )
-def test_emulated_board_matches_the_python_wheel(tmp_path):
+def test_emulated_board_matches_the_python_wheel_and_sets_the_arena(tmp_path):
+    from hypertiny_keras.export.arduino import MEASURED_ARENA_MARGIN, export_arduino
     from hypertiny_keras.quickstart import run_quickstart
-    from hypertiny_keras.export.arduino import export_arduino
     import numpy as np
 
     out = tmp_path / "qs"
     run_quickstart(str(out), epochs=1, beats=600)
-    sketch = tmp_path / "sketch"
     with np.load(out / "test_windows.npz") as saved:
-        export_arduino(str(out / "model_boot_int8.tflite"), str(sketch), windows=saved["windows"])
-    result = emulate(sketch, build_dir=tmp_path / "build")
+        report = export_arduino(str(out / "model_boot_int8.tflite"), str(tmp_path / "sketch"),
+                                windows=saved["windows"], emulator_sources=os.environ[emulator.SOURCES_ENV],
+                                emulator_build=tmp_path / "build")
+    needed = report["arena_board_bytes"]
+    assert needed < report["arena_measured_bytes"]  # 32-bit needs less than the 64-bit host
+    assert needed <= report["arena_bytes"] < needed * (1 + MEASURED_ARENA_MARGIN) + 16
+    assert "emulated Cortex-M4" in (tmp_path / "sketch" / "arena_config.h").read_text()
+    result = emulate(tmp_path / "sketch", build_dir=tmp_path / "build")
     assert result["summary"]["passed"] == result["summary"]["checked"] > 0 and result["failures"] == 0
+    assert result["summary"]["arena_compiled_bytes"] == report["arena_bytes"]

@@ -87,6 +87,13 @@ RESOLVER_METHODS = {
 #: Arduino Nano 33 BLE (nRF52840): RAM and flash, in bytes.
 BOARD_RAM_BYTES = 256 * 1024
 BOARD_FLASH_BYTES = 1024 * 1024
+#: Largest ratio of the arena a 32-bit Cortex-M4 needs (emulator, `hypertiny_arena_needed_bytes`)
+#: to the 64-bit host figure of the tflite-micro wheel, over the models of
+#: benchmarks/results/device.json (0.80-0.853 there): smaller pointers and structs.
+CORTEX_M_ARENA_FACTOR = 0.86
+#: Margin over the arena measured on the emulated Cortex-M4 (the same TFLM commit needs 0;
+#: other TFLM snapshots, e.g. an Arduino library's, may allocate a few structs differently).
+MEASURED_ARENA_MARGIN = 0.05
 #: Most test windows compiled into `test_vectors.h`.
 MAX_TEST_WINDOWS = 16
 #: Where the committed core and sketch live (a source checkout or editable install).
@@ -224,16 +231,32 @@ def _test_vectors(windows: np.ndarray, expected: np.ndarray, labels: np.ndarray,
     )
 
 
-def _arena_config(arena: int, measured: int, margin: float, source: str) -> str:
+def _arena_config(arena: int, host: int, margin: float, source: str, board: int | None = None) -> str:
+    if board is None:
+        how = (
+            f"// Tensor arena: {host} bytes measured as the smallest arena that runs the model in the\n"
+            "// tflite-micro Python wheel, a 64-bit host build; a 32-bit Cortex-M needs less: times\n"
+            f"// {CORTEX_M_ARENA_FACTOR} (the largest 32-bit/64-bit ratio measured on an emulated Cortex-M4),\n"
+            f"// plus a margin of {100 * margin:g}%, rounded up to 16 bytes. `hypertiny export --arduino\n"
+            "// --emulator-sources` measures the 32-bit figure instead.\n"
+        )
+    else:
+        how = (
+            f"// Tensor arena: {board} bytes needed on an emulated Cortex-M4 (QEMU mps2-an386, 32-bit,\n"
+            f"// hypertiny_arena_needed_bytes()), plus a margin of {100 * margin:g}%, rounded up to 16 bytes\n"
+            f"// (the 64-bit host build of TFLM needs {host}).\n"
+        )
     return _header(
         "arena_config.h",
         source,
-        f"// Tensor arena: {measured} bytes measured as the smallest arena that runs the model in\n"
-        "// the tflite-micro Python wheel, a 64-bit host build (pointers of 8 bytes): a 32-bit\n"
-        f"// Cortex-M needs somewhat less. Plus a margin of {100 * margin:g}%, rounded up to 16 bytes.\n"
-        f"#define HYPERTINY_ARENA_BYTES {arena}\n"
-        f"#define HYPERTINY_ARENA_MEASURED_BYTES {measured}\n",
+        how
+        + f"#define HYPERTINY_ARENA_BYTES {arena}\n"
+        + f"#define HYPERTINY_ARENA_MEASURED_BYTES {host if board is None else board}\n",
     )
+
+
+def _round16(value: float) -> int:
+    return int(math.ceil(value / 16) * 16)
 
 
 def _io_tensors(model: schema.ModelT, source: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -261,7 +284,9 @@ def export_arduino(
     sketch_dir: str,
     windows: np.ndarray | None = None,
     labels: np.ndarray | None = None,
-    arena_margin: float = 0.25,
+    arena_margin: float | None = None,
+    emulator_sources: str | os.PathLike | None = None,
+    emulator_build: str | os.PathLike | None = None,
 ) -> dict:
     """Write the Arduino sketch of the `.tflite` file `model_path` into `sketch_dir`.
 
@@ -274,12 +299,24 @@ def export_arduino(
             vectors, quantized with the model's input quantization. `None`:
             no compiled-in windows (the sketch then only serves Serial).
         labels: true labels `(n,)` of `windows`, printed beside predictions.
-        arena_margin: fraction added to the measured arena (default 25%).
+        arena_margin: fraction added to the arena figure (default: 25% over
+            the host figure x `CORTEX_M_ARENA_FACTOR`; `MEASURED_ARENA_MARGIN`
+            over a figure measured on the emulator).
+        emulator_sources: a folder of TFLM / CMSIS-NN checkouts
+            (`emulator.SOURCE_DIRS`): the sketch is then built for and run on
+            the emulated Cortex-M4 (`emulator.emulate`, a few minutes the first
+            time) before it is written; its 32-bit arena sets
+            `HYPERTINY_ARENA_BYTES`, and the sketch with that arena must pass
+            every test vector there.
+        emulator_build: build folder for the emulator (its TFLM library is
+            reused across exports); default a temporary one.
 
     Returns:
         A JSON-ready dict: `sketch_dir`, `files` (names written), `model_bytes`,
         `arena_bytes` (compiled-in), `arena_measured_bytes` (64-bit host
-        figure), `ops`, `resource_variables`, `generated_weight_ram_bytes`,
+        figure), `arena_board_bytes` (32-bit figure from the emulator, or
+        None), `arena_note` (which figure the arena comes from), `emulator`
+        (the emulator's summary, or None), `ops`, `resource_variables`, `generated_weight_ram_bytes`,
         `test_windows`, and `budget` (`ram_bytes`, `flash_bytes` of the
         board, `flash_used_bytes` = model + test vectors, `ram_used_bytes`
         = arena). The budget counts neither Mbed OS nor the TFLM code.
@@ -293,12 +330,15 @@ def export_arduino(
         FileNotFoundError: `model_path` missing, or `tflm_app/` not found.
         runtime.TFLMError: TFLM refused the file, or crashed or hung running
             it (`TFLMCrash`); in its worker process, so this one survives.
+        emulator.EmulatorError: with `emulator_sources`, the emulator could
+            not build or run the sketch, or a test vector differed there.
     """
     data = pathlib.Path(model_path).read_bytes()
     sketch = pathlib.Path(sketch_dir)
     source = pathlib.Path(model_path).name
-    if arena_margin < 0:
+    if arena_margin is not None and arena_margin < 0:
         raise ValueError(f"arena_margin must be >= 0, got {arena_margin}")
+    host_margin = 0.25 if arena_margin is None else arena_margin
     core = [TFLM_APP / "src" / name for name in CORE_FILES] + [TFLM_APP / SKETCH]
     for path in core:
         if not path.is_file():
@@ -327,11 +367,12 @@ def export_arduino(
     expected = (
         run_tflm(model_path, windows_q, measured).outputs if count else np.zeros((0, *output_shape[1:]), np.int8)
     )
-    arena = int(math.ceil(measured * (1 + arena_margin) / 16) * 16)
+    arena = _round16(measured * CORTEX_M_ARENA_FACTOR * (1 + host_margin))
     flash_used = len(data) + windows_q.nbytes + expected.nbytes
     if arena > BOARD_RAM_BYTES:
         raise ValueError(
-            f"arena of {arena} bytes ({measured} measured + {100 * arena_margin:g}% margin) exceeds the "
+            f"arena of {arena} bytes ({measured} measured on the host x {CORTEX_M_ARENA_FACTOR} + "
+            f"{100 * host_margin:g}% margin) exceeds the "
             f"board's {BOARD_RAM_BYTES} bytes of RAM"
         )
     if flash_used > BOARD_FLASH_BYTES:
@@ -345,20 +386,35 @@ def export_arduino(
         "model_data.cc": model_cc,
         "model_ops.h": _model_ops(ops, info["resource_variables"], source),
         "test_vectors.h": _test_vectors(windows_q, expected, label_values, output_q, source),
-        "arena_config.h": _arena_config(arena, measured, arena_margin, source),
+        "arena_config.h": _arena_config(arena, measured, host_margin, source),
     }
     copies = {path.name: path for path in core[:-1]}
     ino = f"{sketch.resolve().name}.ino"
     if not (sketch / ino).exists():
         copies[ino] = core[-1]
-    written = _write_all(sketch, files, copies)
+    board: dict = {}
+    if emulator_sources is not None:
+        margin = MEASURED_ARENA_MARGIN if arena_margin is None else arena_margin
+
+        def on_the_board(staging: pathlib.Path) -> None:
+            board.update(_measure_on_board(staging, emulator_sources, emulator_build, measured, margin, source))
+
+        written = _write_all(sketch, files, copies, check=on_the_board)
+        arena = board["arena"]
+        note = f"{board['needed']} B needed on an emulated Cortex-M4 (32-bit) + {100 * margin:g}% margin"
+    else:
+        written = _write_all(sketch, files, copies)
+        note = (f"{measured} B on the 64-bit host x {CORTEX_M_ARENA_FACTOR} (32-bit ratio measured on an emulated "
+                f"Cortex-M4) + {100 * host_margin:g}% margin")
     return {
         "sketch_dir": str(sketch),
         "files": written,
         "model_bytes": len(data),
         "arena_bytes": arena,
         "arena_measured_bytes": measured,
-        "arena_note": "measured on the 64-bit host build of TFLM; a 32-bit MCU needs less",
+        "arena_board_bytes": board.get("needed"),
+        "arena_note": note,
+        "emulator": board.get("summary"),
         "ops": ops,
         "resource_variables": info["resource_variables"],
         "generated_weight_ram_bytes": info["generated_weight_ram_bytes"],
@@ -373,11 +429,36 @@ def export_arduino(
     }
 
 
-def _write_all(sketch: pathlib.Path, files: dict[str, str], copies: dict[str, pathlib.Path]) -> list[str]:
+def _measure_on_board(staging: pathlib.Path, sources, build, host: int, margin: float, source: str) -> dict:
+    """Run the staged sketch on the emulator, set its arena from the 32-bit figure, run it again.
+
+    Returns `needed` (32-bit bytes), `arena` (compiled in) and `summary` (of the second run).
+    """
+    from hypertiny_keras.emulator import EmulatorError, emulate
+
+    with tempfile.TemporaryDirectory(prefix="hypertiny-board-") as scratch:
+        build = build or scratch
+        needed = emulate(staging, sources, build_dir=build)["summary"]["arena_needed_bytes"]
+        arena = _round16(needed * (1 + margin))
+        (staging / "arena_config.h").write_text(_arena_config(arena, host, margin, source, board=needed))
+        final = emulate(staging, sources, build_dir=build)
+    summary = final["summary"]
+    if summary["passed"] != summary["checked"] or final["failures"]:
+        raise EmulatorError(
+            f"emulate: {summary['checked'] - summary['passed']} of {summary['checked']} test vectors differ on the "
+            "emulated Cortex-M4 from the TFLM Python wheel; the sketch was not written"
+        )
+    return {"needed": needed, "arena": arena, "summary": summary}
+
+
+def _write_all(
+    sketch: pathlib.Path, files: dict[str, str], copies: dict[str, pathlib.Path], check=None
+) -> list[str]:
     """Write `files` (name -> text) and `copies` (name -> source path) into `sketch`.
 
     Everything is written into a temporary folder beside `sketch`, then
-    moved in file by file with `os.replace`; on any error the temporary
+    `check(folder)` (if given) may test and amend it, then the files are
+    moved in one by one with `os.replace`; on any error the temporary
     folder is removed and `sketch` is untouched.
     """
     sketch.parent.mkdir(parents=True, exist_ok=True)
@@ -387,6 +468,8 @@ def _write_all(sketch: pathlib.Path, files: dict[str, str], copies: dict[str, pa
             (staging / name).write_text(text)
         for name, path in copies.items():
             shutil.copyfile(path, staging / name)
+        if check is not None:
+            check(staging)
         sketch.mkdir(exist_ok=True)
         for name in sorted(files) + sorted(copies):
             os.replace(staging / name, sketch / name)

@@ -9,6 +9,10 @@ from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 
 NORMALIZATIONS = ("batch", "group", "none")
+#: Global average pooling: "mean" (GlobalAveragePooling1D -> TFLM's MEAN, reference kernel only)
+#: or "average_pool" (AveragePooling1D over the whole sequence + Flatten -> AVERAGE_POOL_2D,
+#: which has a CMSIS-NN kernel; int8 output at its input's scale, as TFLM requires).
+POOLINGS = ("mean", "average_pool")
 
 
 def _separable_cnn(
@@ -22,9 +26,12 @@ def _separable_cnn(
     norm: str,
     pointwise,
     name: str,
+    pool: str = "mean",
 ) -> keras.Model:
     if norm not in NORMALIZATIONS:
         raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
+    if pool not in POOLINGS:
+        raise ValueError(f"pool must be one of {POOLINGS}, got {pool!r}")
     if not widths:
         raise ValueError("widths must name at least one block")
     layers = keras.layers
@@ -45,7 +52,11 @@ def _separable_cnn(
         x = normalize_relu(x, f"dw{i + 1}")
         x = pointwise(i, width, f"pw{i + 1}")(x)
         x = normalize_relu(x, f"pw{i + 1}")
-    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    if pool == "mean":
+        x = layers.GlobalAveragePooling1D(name="pool")(x)
+    else:
+        x = layers.AveragePooling1D(pool_size=x.shape[1], name="pool")(x)
+        x = layers.Flatten(name="pool_flat")(x)
     outputs = layers.Dense(num_classes, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -64,6 +75,7 @@ def hypertiny_pw(
     rank: int | None = None,
     norm: str = "batch",
     name: str = "hypertiny_pw",
+    pool: str = "mean",
 ) -> keras.Model:
     """HyperTinyPW separable 1-D CNN (channels-last input `(steps, channels)`).
 
@@ -85,6 +97,10 @@ def hypertiny_pw(
     `"factorized"`, `rank` is the shared basis's rank; for kinds with a rank
     of their own (`"lowrank"`, `"kronecker"`), it is theirs (their default
     when `None`), and those read no shared generator, so the model has none.
+
+    `pool` (`POOLINGS`) chooses how the global average pooling lowers:
+    `"mean"` to TFLM's MEAN, `"average_pool"` to AVERAGE_POOL_2D (a CMSIS-NN
+    kernel; tflm_app/README.md gives the instructions it saves).
     """
     kind = kernel_generators.with_rank(head, rank)
     generator = None
@@ -98,7 +114,8 @@ def hypertiny_pw(
         return HyperPointwise(width, generator, head=kind, use_bias=use_bias, name=label)
 
     return _separable_cnn(
-        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name,
+        pool,
     )
 
 
@@ -113,6 +130,7 @@ def stored_pw_twin(
     norm: str = "batch",
     name: str = "stored_pw_twin",
     pw_rank: int | None = None,
+    pool: str = "mean",
 ) -> keras.Model:
     """The backbone of `hypertiny_pw` with every pointwise layer a stored `Conv1D(kernel_size=1)`.
 
@@ -121,7 +139,7 @@ def stored_pw_twin(
     stored 1x1 convolutions C_in -> r -> C_out (the first without bias or
     activation): a rank-r kernel with no synthesis at all (no init subgraph,
     no kernel in RAM, r (C_in + C_out) instead of C_in C_out multiplies per
-    step), the deployed form of `head="lowrank"`.
+    step), the deployed form of `head="lowrank"`. `pool` as in `hypertiny_pw`.
     """
     use_bias = norm == "none"
     if pw_rank is not None and int(pw_rank) < 1:
@@ -135,5 +153,6 @@ def stored_pw_twin(
         return lambda x: u(v(x))
 
     return _separable_cnn(
-        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name,
+        pool,
     )
