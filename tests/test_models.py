@@ -13,6 +13,7 @@ from hypertiny_keras.models import (
     TERNARY_LAYERS,
     TernaryDepthwiseConv1D,
     hrv_featnet,
+    hypertiny_pw,
     normalized_hrv_head,
     regular_cnn,
     resnet1d_small,
@@ -220,3 +221,20 @@ def test_stored_low_rank_twin_is_two_convolutions_and_fewer_bytes(beats, tmp_pat
     assert "VAR_HANDLE" not in op_names(read_model(data))[0]
     with pytest.raises(ValueError, match="pw_rank"):
         stored_pw_twin((LENGTH, 1), 2, pw_rank=0)
+
+
+def test_average_pool_lowers_global_pooling_to_average_pool_2d_in_boot_and_frozen(beats, tmp_path):
+    """`pool="average_pool"`: AVERAGE_POOL_2D (a CMSIS-NN kernel) instead of MEAN; same float outputs."""
+    keras.utils.set_random_seed(0)
+    x, y = beats
+    model = _one_step(hypertiny_pw((LENGTH, 1), 2, widths=(8, 16, 16), pool="average_pool"), x, y)
+    twin = hypertiny_pw((LENGTH, 1), 2, widths=(8, 16, 16))
+    twin.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.predict(x[:8], verbose=0), twin.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5)
+    for mode in ("frozen", "boot"):
+        report = export_tflite(model, x, tmp_path / f"{mode}.tflite", synthesis=mode)
+        main = report.operators[0]
+        assert "AVERAGE_POOL_2D" in main and "MEAN" not in main, main
+        assert report.verification["tflm_vs_litert_max_steps"] <= 1
+    with pytest.raises(ValueError, match="pool must be one of"):
+        hypertiny_pw((LENGTH, 1), 2, pool="max")
