@@ -230,6 +230,9 @@ def emulate(
         build = root / f"{sketch.name}-{tag}"
         variables = {**resolved, "SKETCH": str(sketch), "KERNELS": kernels, "OPT": opt, "EXTRA_DEFS": extra_defs,
                      "BUILD": str(build), "LIBDIR": str(root / f"lib-{tag}"), "QEMU_TIMEOUT": str(timeout)}
+        # The sketch's own objects are always rebuilt (seconds): a kept build folder may hold
+        # those of another folder of the same name, with dependency files naming it.
+        shutil.rmtree(build, ignore_errors=True)
         command = ["make", "-s", "-f", str(EMULATOR_DIR / "Makefile"), f"-j{jobs or os.cpu_count() or 1}"]
         command += [f"{k}={v}" for k, v in variables.items()]
         built = subprocess.run(command + ["all"], capture_output=True, text=True)

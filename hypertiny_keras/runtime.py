@@ -249,6 +249,34 @@ def run_tflm(
     return RunResult(outputs, times[0] if times else 0.0, float(np.median(rest)))
 
 
+def invoke_ratio(
+    model: bytes | str | os.PathLike, reference: bytes | str | os.PathLike, inputs: np.ndarray, rounds: int = 7
+) -> dict[str, float]:
+    """Host TFLM invoke time of `model` over `reference`, from interleaved rounds.
+
+    Each round runs both files over `inputs` (the order alternating) and
+    takes the ratio of their median invoke times: load and clock changes of
+    the host then hit both alike. Still a host figure: on a Cortex-M4
+    `hypertiny emulate` counts instructions instead.
+
+    Returns:
+        `median`, `min`, `max` of the per-round ratios, `rounds`, and
+        `model_us`, `reference_us` (medians over the rounds, microseconds).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    arenas = {id(m): tflm_arena_bytes(m) for m in (model, reference)}
+    ratios, times = [], {"model": [], "reference": []}
+    for r in range(rounds):
+        order = (("model", model), ("reference", reference))
+        for label, m in order if r % 2 == 0 else order[::-1]:
+            times[label].append(run_tflm(m, inputs, arenas[id(m)]).median_invoke_s)
+        ratios.append(times["model"][-1] / times["reference"][-1])
+    return {"median": float(np.median(ratios)), "min": float(min(ratios)), "max": float(max(ratios)),
+            "rounds": rounds, "model_us": float(np.median(times["model"]) * 1e6),
+            "reference_us": float(np.median(times["reference"]) * 1e6)}
+
+
 def run_litert(model: bytes, inputs: np.ndarray) -> RunResult:
     """Invoke `model` in LiteRT (single thread) once per row of `inputs`."""
     interpreter = _litert_interpreter(model, num_threads=1)

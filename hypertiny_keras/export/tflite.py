@@ -136,7 +136,8 @@ class ExportReport:
                 else ""
             ),
             f"  invoke: TFLM first {t['tflm_first']:.0f} us, median {t['tflm_median']:.0f} us; "
-            f"LiteRT first {t['litert_first']:.0f} us, median {t['litert_median']:.0f} us",
+            f"LiteRT first {t['litert_first']:.0f} us, median {t['litert_median']:.0f} us "
+            "(this host; not device figures: hypertiny emulate counts a Cortex-M4's instructions)",
         ]
         return "\n".join(lines)
 
