@@ -57,8 +57,9 @@ def _separable_cnn(
     if pool == "mean":
         x = layers.GlobalAveragePooling1D(name="pool")(x)
     else:
-        x = layers.AveragePooling1D(pool_size=x.shape[1], name="pool")(x)
-        x = layers.Flatten(name="pool_flat")(x)
+        # "pool" names the (batch, channels) features either way (tiny_vae_head, distillation).
+        x = layers.AveragePooling1D(pool_size=x.shape[1], name="pool_window")(x)
+        x = layers.Flatten(name="pool")(x)
     outputs = layers.Dense(num_classes, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
 
