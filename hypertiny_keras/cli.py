@@ -90,7 +90,8 @@ def _quickstart(args) -> None:
     with quiet.silenced():  # TensorFlow's import lines
         from hypertiny_keras.quickstart import run_quickstart
 
-    run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats)
+    run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats,
+                   dense_per_tensor=args.dense_per_tensor)
 
 
 def _export_arduino(args) -> None:
@@ -155,6 +156,7 @@ def _export(args) -> None:
             per_channel=args.per_channel,
             keep_metadata=args.keep_metadata,
             diet=args.diet,
+            dense_per_tensor=args.dense_per_tensor,
         )
     print(report)
 
@@ -200,6 +202,10 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--epochs", type=int, default=8)
     q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
+    q.add_argument(
+        "--dense-per-tensor", action="store_true",
+        help="one scale per classifier weight tensor, for the Arduino TFLM libraries (2023 snapshots)",
+    )
     q.set_defaults(run=_quickstart)
 
     e = sub.add_parser("export", help="export a .keras model to int8 .tflite, or a .tflite to an Arduino sketch")
@@ -224,6 +230,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--no-diet", dest="diet", action="store_false",
         help="skip the flatbuffer diet (identity reshapes, unread quantization and options, duplicate constants)",
+    )
+    e.add_argument(
+        "--dense-per-tensor", action="store_true",
+        help="one scale per FULLY_CONNECTED weight tensor: what the Arduino TFLM libraries (2023 snapshots) compute",
     )
     e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
     e.add_argument(

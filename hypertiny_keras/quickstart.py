@@ -30,7 +30,13 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def run_quickstart(
-    out_dir: str, seed: int = 0, epochs: int = 8, beats: int = 6000, verbose: int = 1, pool: str = "mean"
+    out_dir: str,
+    seed: int = 0,
+    epochs: int = 8,
+    beats: int = 6000,
+    verbose: int = 1,
+    pool: str = "average_pool",
+    dense_per_tensor: bool = False,
 ) -> dict:
     """Train, export (frozen and boot), verify in TFLM and LiteRT, and report.
 
@@ -41,6 +47,8 @@ def run_quickstart(
         beats: synthetic windows (80/10/10 train/validation/test).
         verbose: 0 silent, 1 progress bars and the printed report.
         pool: the model's global pooling (`models.separable.POOLINGS`).
+        dense_per_tensor: export the classifier with one weight scale
+            (`export_tflite`): what the Arduino libraries' 2023 TFLM computes.
 
     Returns:
         The report dict (also written to `out_dir/report.json`).
@@ -68,7 +76,8 @@ def run_quickstart(
     np.savez(out / "test_windows.npz", windows=x_test[:16], labels=y_test[:16])
 
     exports = {
-        mode: export_tflite(model, x_train[:300], out / f"model_{mode}_int8.tflite", synthesis=mode)
+        mode: export_tflite(model, x_train[:300], out / f"model_{mode}_int8.tflite", synthesis=mode,
+                            dense_per_tensor=dense_per_tensor)
         for mode in ("frozen", "boot")
     }
     files = {mode: (out / f"model_{mode}_int8.tflite").read_bytes() for mode in exports}

@@ -45,6 +45,7 @@ class ExportPlan:
     verify_samples: int
     tolerance_steps: float
     allow_inexact: bool
+    dense_per_tensor: bool
     layers: list[HyperPointwise]
     generator: PointwiseGenerator | None
 
@@ -153,6 +154,7 @@ def analyze(
     verify_samples: int = 64,
     tolerance_steps: float = 64.0,
     allow_inexact: bool = False,
+    dense_per_tensor: bool = False,
 ) -> ExportPlan:
     """Check everything `export_tflite` needs before it converts (see its arguments).
 
@@ -178,6 +180,7 @@ def analyze(
     return ExportPlan(
         model=model, x=x, path=path, report_path=report_path, synthesis=synthesis, io_dtype=io_dtype,
         per_channel=bool(per_channel), keep_metadata=bool(keep_metadata), verify_samples=int(verify_samples),
-        tolerance_steps=float(tolerance_steps), allow_inexact=bool(allow_inexact), layers=layers,
+        tolerance_steps=float(tolerance_steps), allow_inexact=bool(allow_inexact),
+        dense_per_tensor=bool(dense_per_tensor), layers=layers,
         generator=generator,
     )

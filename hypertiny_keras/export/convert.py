@@ -13,7 +13,11 @@ CALIBRATION_SAMPLES = 200
 
 
 def convert_int8(
-    model: keras.Model, representative_data: np.ndarray, io_dtype: str = "int8", batch: int | None = 1
+    model: keras.Model,
+    representative_data: np.ndarray,
+    io_dtype: str = "int8",
+    batch: int | None = 1,
+    dense_per_tensor: bool = False,
 ) -> bytes:
     """Convert `model` to a full-integer int8 `.tflite` (bytes).
 
@@ -31,6 +35,11 @@ def convert_int8(
             float I/O (QUANTIZE / DEQUANTIZE at the edges).
         batch: the traced batch size; `None` converts the Keras model as it is
             (dynamic batch, `TFLiteConverter.from_keras_model`).
+        dense_per_tensor: one scale per FULLY_CONNECTED weight tensor instead
+            of one per output channel. TFLM reads per-channel FULLY_CONNECTED
+            weights only since 2024-09 (tflite-micro #2673); older snapshots,
+            such as both Arduino libraries', use the first scale for every
+            channel.
 
     What TensorFlow and the converter print is silenced (`quiet.silenced`).
     """
@@ -58,6 +67,7 @@ def convert_int8(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.float32
         converter.inference_output_type = tf.int8 if io_dtype == "int8" else tf.float32
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = bool(dense_per_tensor)
         return bytes(converter.convert())
 
 
@@ -69,7 +79,7 @@ def convert(plan: ExportPlan) -> bytes:
     """
     model = freeze(plan.model) if plan.layers else plan.model
     try:
-        return convert_int8(model, plan.x, plan.io_dtype)
+        return convert_int8(model, plan.x, plan.io_dtype, dense_per_tensor=plan.dense_per_tensor)
     except ExportError:
         raise
     except Exception as error:  # noqa: BLE001 (the converter raises many types)

@@ -73,6 +73,7 @@ class ExportReport:
     packed_bytes: dict
     layers: list = dataclasses.field(default_factory=list)
     macs: dict = dataclasses.field(default_factory=dict)
+    dense_per_tensor: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -154,6 +155,7 @@ def export_tflite(
     tolerance_steps: float = 64.0,
     allow_inexact: bool = False,
     diet: bool = True,
+    dense_per_tensor: bool = False,
 ) -> ExportReport:
     """Export `model` to a full-integer int8 `.tflite` and verify it before writing.
 
@@ -186,6 +188,11 @@ def export_tflite(
             options tables TFLM does not read, duplicated constants). TFLM
             computes the same outputs either way; `False` keeps the
             converter's structure.
+        dense_per_tensor: one scale per FULLY_CONNECTED weight tensor (the
+            converter's default is one per output channel, which TFLM reads
+            only since 2024-09: both Arduino libraries' snapshots would use the
+            first scale for every channel, and `export_arduino` refuses such
+            a file for them).
 
     Returns:
         The `ExportReport`.
@@ -204,7 +211,7 @@ def export_tflite(
     """
     plan = analyze(
         model, representative_data, path, synthesis, io_dtype, per_channel, keep_metadata, verify_samples,
-        tolerance_steps, allow_inexact,
+        tolerance_steps, allow_inexact, dense_per_tensor,
     )
     converted = convert(plan)
 
@@ -245,6 +252,7 @@ def export_tflite(
         synthesis=plan.synthesis,
         io_dtype=plan.io_dtype,
         per_channel=plan.per_channel,
+        dense_per_tensor=plan.dense_per_tensor,
         file_bytes=len(data),
         stripped_bytes=stripped,
         diet_bytes=diet_by_file[data],
