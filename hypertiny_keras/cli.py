@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from hypertiny_keras import quiet
+from hypertiny_keras.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
 
 #: Longest error message printed without `-v`, in characters.
 MAX_ERROR_CHARS = 600
@@ -112,21 +113,27 @@ def _export_arduino(args) -> None:
         from hypertiny_keras.export.arduino import export_arduino
 
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
-                            emulator_sources=args.emulator_sources, emulator_build=args.emulator_build)
+                            emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
+                            library=args.library)
     print(json.dumps(result, indent=2))
 
 
 def _emulate(args) -> None:
     from hypertiny_keras.emulator import emulate, format_result
 
-    result = emulate(args.sketch, sources=args.sources, kernels=args.kernels, build_dir=args.build, jobs=args.jobs)
+    result = emulate(args.sketch, sources=args.sources, kernels=args.kernels, build_dir=args.build, jobs=args.jobs,
+                     arduino_library=args.arduino_library)
     if args.json:
         from hypertiny_keras.fileio import atomic_write
 
         atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
     print(format_result(result))
     if result["summary"]["passed"] != result["summary"]["checked"] or result["failures"]:
-        raise RuntimeError(f"{result['failures']} test vector runs differ from the TFLM Python wheel (see the log)")
+        s = result["summary"]
+        raise RuntimeError(
+            f"{result['failures']} test vector runs differ from the TFLM Python wheel (by at most "
+            f"{s['max_score_lsb']} int8 steps; {s['class_differs']} vectors with another top class; see the log)"
+        )
 
 
 def _export(args) -> None:
@@ -247,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
         "from the 32-bit figure; DIR holds the tflite-micro, CMSIS-NN, ... checkouts",
     )
     e.add_argument("--emulator-build", metavar="DIR", help="build folder kept for --emulator-sources (reused)")
+    e.add_argument(
+        "--library", choices=sorted(ARDUINO_LIBRARIES), default=DEFAULT_ARDUINO_LIBRARY,
+        help="with --arduino: the TFLM Arduino library the sketch includes (tflm_library.h)",
+    )
     e.set_defaults(run=_export)
 
     i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")
@@ -265,6 +276,11 @@ def parser() -> argparse.ArgumentParser:
         "(default: $HYPERTINY_EMULATOR_SOURCES)",
     )
     m.add_argument("--kernels", choices=("cmsis", "reference"), default="cmsis")
+    m.add_argument(
+        "--arduino-library", metavar="DIR",
+        help="build against this installed Arduino TFLM library (e.g. ~/Arduino/libraries/Chirale_TensorFlowLite) "
+        "instead of --sources; CMSIS-NN kernels only",
+    )
     m.add_argument("--build", help="build folder, kept and reused (default: a temporary one)")
     m.add_argument("--jobs", type=int, help="parallel compile jobs (default: all CPUs)")
     m.add_argument("--json", metavar="FILE", help="write every figure (and the board's log) to FILE")

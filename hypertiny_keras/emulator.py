@@ -18,6 +18,7 @@ Sources: a folder (`sources`, or `HYPERTINY_EMULATOR_SOURCES`) holding
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import re
@@ -46,7 +47,7 @@ KERNEL_SETS = ("cmsis", "reference")
 SKETCH_FILES = ("model_data.cc", "model_data.h", "model_ops.h", "arena_config.h", "test_vectors.h",
                 "hypertiny_app.cc", "hypertiny_app.h")
 
-_FIELD = re.compile(r"(\w+)=(\S+)")
+_FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")  # a value may hold spaces ("status=allocate tensors")
 
 
 class EmulatorError(RuntimeError):
@@ -86,6 +87,23 @@ def source_roots(sources: str | os.PathLike | None = None, **roots: str) -> dict
     return resolved
 
 
+def arduino_library_root(library: str | os.PathLike) -> dict[str, str]:
+    """Makefile variables for building against an Arduino TFLM library folder.
+
+    The folder is what the Arduino IDE installs (e.g. `~/Arduino/libraries/
+    Chirale_TensorFlowLite`): `src/tensorflow/lite/micro` and the third-party
+    checkouts in `src/third_party`.
+
+    Raises:
+        EmulatorError: the folder is not such a library.
+    """
+    path = pathlib.Path(library).resolve()
+    for part in ("src/tensorflow/lite/micro", "src/third_party/flatbuffers/include", "src/third_party/cmsis_nn/Source"):
+        if not (path / part).is_dir():
+            raise EmulatorError(f"emulate: {path} is not an Arduino TFLM library ({part} not found)")
+    return {"ARDUINO_LIBRARY": str(path)}
+
+
 def _check_sketch(sketch: pathlib.Path) -> None:
     if not sketch.is_dir():
         raise EmulatorError(f"emulate: {sketch}: no such folder")
@@ -103,7 +121,9 @@ def parse_log(text: str) -> dict:
         `calibration` (expected, measured instructions), `model` (bytes,
         input, output, tests), `modes` {`BOOT`, `LAZY`: `setup` (status,
         insns, arena, used, needed, variables), `vectors` (passed, failed,
-        failures: the failing lines), `inference` (first, synthesis,
+        failures: the failing lines, max_lsb: the largest score difference
+        of a failing run in int8 steps, class_differs: failing vectors whose
+        argmax differs), `inference` (first, synthesis,
         steady_median, steady_min, steady_max, steady_n: instructions)},
         `profile` {`first`, `steady`: [{op, depth, insns}]} and `ops`
         (steady-state instructions summed by operator), `logs` (lines the
@@ -123,7 +143,8 @@ def parse_log(text: str) -> dict:
         elif kind == "MODEL":
             result["model"] = numbers
         elif kind == "SETUP":
-            mode = result["modes"].setdefault(fields["mode"], {"vectors": {"passed": 0, "failed": 0, "failures": []}})
+            empty = {"passed": 0, "failed": 0, "failures": [], "max_lsb": 0, "class_differs": 0}
+            mode = result["modes"].setdefault(fields["mode"], {"vectors": empty})
             mode["setup"] = {**numbers, "status": fields["status"]}
         elif kind == "VECTOR":
             vectors = result["modes"][fields["mode"]]["vectors"]
@@ -132,6 +153,11 @@ def parse_log(text: str) -> dict:
                 vectors["passed" if ok else "failed"] += 1
             if not ok:
                 vectors["failures"].append(rest)
+            if not ok and "scores" in fields and "expected" in fields:
+                got, want = ([int(v) for v in fields[k].split(",")] for k in ("scores", "expected"))
+                vectors["max_lsb"] = max(vectors["max_lsb"], max(abs(a - b) for a, b in zip(got, want)))
+                if fields.get("pass") == "0":
+                    vectors["class_differs"] += got.index(max(got)) != want.index(max(want))
         elif kind == "INFERENCE":
             result["modes"][fields["mode"]]["inference"] = numbers
         elif kind == "EVENT":
@@ -169,6 +195,8 @@ def summarize(result: dict) -> dict:
     summary = {
         "tests": tests,
         "passed": sum(m["vectors"]["passed"] for m in result["modes"].values()),
+        "max_score_lsb": max((m["vectors"]["max_lsb"] for m in result["modes"].values()), default=0),
+        "class_differs": sum(m["vectors"]["class_differs"] for m in result["modes"].values()),
         "checked": tests * len(result["modes"]),
         "steady_insns": boot.get("inference", {}).get("steady_median"),
         "first_lazy_insns": lazy.get("inference", {}).get("first"),
@@ -192,6 +220,7 @@ def emulate(
     opt: str = "-O2",
     extra_defs: str = "",
     timeout: int = 600,
+    arduino_library: str | os.PathLike | None = None,
     **roots: str,
 ) -> dict:
     """Build `sketch_dir` for QEMU mps2-an386, run it, and return what it measured.
@@ -208,6 +237,9 @@ def emulate(
         opt, extra_defs: compiler optimisation and extra `-D` flags (e.g.
             `-Os`, `-DTF_LITE_STRIP_ERROR_STRINGS`: then no per-op profile).
         timeout: seconds QEMU may run.
+        arduino_library: build against this Arduino TFLM library folder
+            (`arduino_library_root`; its own TFLM snapshot, CMSIS-NN kernels
+            only) instead of `sources`.
 
     Returns:
         `parse_log`'s dict plus `summary` (`summarize`), `sizes` (text, data,
@@ -223,10 +255,18 @@ def emulate(
     sketch = pathlib.Path(sketch_dir).resolve()
     _check_sketch(sketch)
     check_tools()
-    resolved = source_roots(sources, **roots)
+    if arduino_library is not None:
+        if kernels != "cmsis":
+            raise EmulatorError("emulate: an Arduino library ships CMSIS-NN kernels only: kernels must be cmsis")
+        resolved = arduino_library_root(arduino_library)
+    else:
+        resolved = source_roots(sources, **roots)
     with tempfile.TemporaryDirectory(prefix="hypertiny-emulate-") as scratch:
         root = pathlib.Path(build_dir).resolve() if build_dir else pathlib.Path(scratch)
         tag = f"{kernels}{opt}{extra_defs}".replace(" ", "").replace("-D", "_").replace("-", "")
+        if arduino_library is not None:
+            library = pathlib.Path(resolved["ARDUINO_LIBRARY"])
+            tag += f"-{library.name}-{hashlib.sha1(str(library).encode()).hexdigest()[:8]}"
         build = root / f"{sketch.name}-{tag}"
         variables = {**resolved, "SKETCH": str(sketch), "KERNELS": kernels, "OPT": opt, "EXTRA_DEFS": extra_defs,
                      "BUILD": str(build), "LIBDIR": str(root / f"lib-{tag}"), "QEMU_TIMEOUT": str(timeout)}
@@ -256,9 +296,16 @@ def emulate(
 def format_result(result: dict) -> str:
     """A few lines a person reads: passes, instructions, arena, sizes, the costliest operators."""
     s = result["summary"]
+    header = (f"{result['sketch']} ({result['kernels']} kernels, {result['opt']}): "
+              f"{s['passed']}/{s['checked']} test vectors match the TFLM Python wheel")
+    if s["steady_insns"] is None:  # setup failed: say how, with the board's own lines
+        status = ", ".join(f"{mode} {m.get('setup', {}).get('status')}" for mode, m in result["modes"].items())
+        return "\n".join([header, f"no inference ran; setup: {status}", *dict.fromkeys(result["logs"])])
+    if s["passed"] != s["checked"]:
+        header += (f" (others off by at most {s['max_score_lsb']} int8 steps; "
+                   f"{s['class_differs']} with another top class)")
     lines = [
-        f"{result['sketch']} ({result['kernels']} kernels, {result['opt']}): "
-        f"{s['passed']}/{s['checked']} test vectors match the TFLM Python wheel",
+        header,
         f"steady-state inference: {s['steady_insns']:,} instructions"
         + (f"; synthesis: {s['synthesis_insns']:,} ({s['synthesis_insns'] / s['steady_insns']:.3f} inference)"
            if s["synthesis_insns"] else ""),

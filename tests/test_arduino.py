@@ -12,7 +12,8 @@ from tflite_micro.python.tflite_micro.runtime import count_resource_variables
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hypertiny_keras.export import export_tflite, inspect_tflite
-from hypertiny_keras.export.arduino import CORE_KERNELS, CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
+from hypertiny_keras.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+from hypertiny_keras.export.arduino import CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
 from hypertiny_keras.export.flatbuffer import builtin_code, op_names, read_model, write_model
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 from hypertiny_keras.runtime import io_quantization, run_tflm
@@ -38,10 +39,11 @@ def exported(tmp_path_factory):
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)
     root = tmp_path_factory.mktemp("arduino")
-    result = {"x": x, "y": y, "root": root}
+    model.save(root / "model.keras")
+    result = {"x": x, "y": y, "root": root, "keras": root / "model.keras"}
     for mode in ("boot", "frozen"):
         path = root / f"{mode}.tflite"
-        export_tflite(model, x, path, synthesis=mode, verify_samples=16)
+        export_tflite(model, x, path, synthesis=mode, verify_samples=16, dense_per_tensor=True)
         sketch = root / f"Sketch_{mode}"
         report = export_arduino(str(path), str(sketch), x[:5], y[:5])
         result[mode] = {"path": path, "data": path.read_bytes(), "sketch": sketch, "report": report}
@@ -64,10 +66,11 @@ def test_resolver_registers_exactly_the_models_ops(exported, mode):
     entry = exported[mode]
     text = (entry["sketch"] / "model_ops.h").read_text()
     by_method = {method: op for op, method in RESOLVER_METHODS.items()}
-    methods = re.findall(r"resolver\.(Add\w+)\((\w*)\(?\)?\)", text)
-    # The core supplies its own CALL_ONCE kernel; every other op gets TFLM's.
-    assert all(arg == CORE_KERNELS.get(by_method[m], "").rstrip("()") for m, arg in methods)
-    methods = [m for m, _ in methods]
+    # Plain registrations only (the 2023 TFLM of the Arduino libraries takes no
+    # arguments); the core's resolver swaps in its own CALL_ONCE kernel.
+    calls = re.findall(r"resolver\.(Add\w+)\(([^)]*)\)", text)
+    assert calls and all(arg == "" for _, arg in calls)
+    methods = [m for m, _ in calls]
     registered = [by_method[m] for m in methods]
     per_subgraph = op_names(read_model(entry["data"]))
     in_model = {name for names in per_subgraph for name in names}
@@ -203,3 +206,34 @@ def test_sketch_gets_core_and_ino_but_keeps_an_edited_ino(exported, tmp_path):
     report = export_arduino(str(exported["boot"]["path"]), str(sketch))
     assert ino.read_text() == "// edited\n" and f"{sketch.name}.ino" not in report["files"]
     assert "kHypertinyTestCount = 0;" in (sketch / "test_vectors.h").read_text()
+
+
+def test_library_selects_the_header_the_sketch_includes(exported, tmp_path):
+    sketch = exported["boot"]["sketch"]
+    assert exported["boot"]["report"]["library"] == DEFAULT_ARDUINO_LIBRARY == "chirale"
+    assert '#include "tflm_library.h"' in (sketch / f"{sketch.name}.ino").read_text()
+    assert "#include <Chirale_TensorFlowLite.h>" in (sketch / "tflm_library.h").read_text()
+    other = tmp_path / "Other"
+    report = export_arduino(str(exported["boot"]["path"]), str(other), library="arduino-examples")
+    assert report["library"] == "arduino-examples" and "tflm_library.h" in report["files"]
+    text = (other / "tflm_library.h").read_text()
+    assert "#include <TensorFlowLite.h>" in text and "Chirale" not in text
+    with pytest.raises(ValueError, match="unknown Arduino library 'mbed'.*arduino-examples, chirale"):
+        export_arduino(str(exported["boot"]["path"]), str(tmp_path / "Never"), library="mbed")
+    assert not (tmp_path / "Never").exists()
+    allowed = (TFLM_APP / "allowed_includes.txt").read_text().split()
+    assert all(library.header in allowed for library in ARDUINO_LIBRARIES.values() if library.header)
+
+
+def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, tmp_path):
+    """Their 2023 TFLM would use the first scale for every channel of a FULLY_CONNECTED weight."""
+    path = tmp_path / "per_channel.tflite"
+    model = keras.saving.load_model(exported["keras"])
+    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8)  # the converter's default
+    for library in ("chirale", "arduino-examples"):
+        with pytest.raises(ValueError, match=rf"^{path}: the {library} library's TFLM .* per-channel ones in subgraph 0"):
+            export_arduino(str(path), str(tmp_path / "Refused"), library=library)
+    assert not (tmp_path / "Refused").exists()
+    report = export_arduino(str(path), str(tmp_path / "Modern"), library="tflite-micro")
+    assert "#include" not in (tmp_path / "Modern" / "tflm_library.h").read_text().split("#define")[-1]
+    assert report["library"] == "tflite-micro"

@@ -40,6 +40,15 @@ def test_makefile_builds_a_kernel_for_every_registrable_operator():
     assert set(_make_list("CMSIS_NN_KERNELS")) <= set(table.values())
 
 
+def test_arduino_library_build_leaves_out_what_board_cc_replaces():
+    left_out = " ".join(_make_list("LIB_NOT_TARGET"))
+    for platform_file in ("debug_log.cpp", "micro_time.cpp", "system_setup.cpp"):  # board.cc has these hooks
+        assert platform_file in left_out
+    assert "$(L)/peripherals/%" in left_out  # the Arduino-only sources (Wire, Serial)
+    assert "-DBOARD_DEBUG_LOG_STRING" in MAKEFILE.read_text()  # 2023 TFLM's DebugLog(const char*)
+    assert "BOARD_DEBUG_LOG_STRING" in (emulator.EMULATOR_DIR / "board.cc").read_text()
+
+
 def test_recorded_boot_log_parses_to_its_figures():
     result = parse_log((LOGS / "quickstart_boot_cmsis.log").read_text())
     assert result["done"] and result["failures"] == 0
@@ -48,7 +57,8 @@ def test_recorded_boot_log_parses_to_its_figures():
     tests = result["model"]["tests"]
     for mode in ("BOOT", "LAZY"):
         m = result["modes"][mode]
-        assert m["setup"]["status"] == "ok" and m["vectors"] == {"passed": tests, "failed": 0, "failures": []}
+        assert m["setup"]["status"] == "ok" and m["vectors"] == {
+            "passed": tests, "failed": 0, "failures": [], "max_lsb": 0, "class_differs": 0}
         assert m["setup"]["needed"] == m["setup"]["used"] + 16 <= m["setup"]["arena"]
         assert m["inference"]["steady_n"] == 3 * tests - 1
     boot, lazy = result["modes"]["BOOT"]["inference"], result["modes"]["LAZY"]["inference"]
@@ -84,6 +94,10 @@ def test_parse_log_reads_failures_and_refuses_other_text():
     result = parse_log(broken)
     assert result["modes"]["BOOT"]["vectors"]["failed"] == 1 and not result["done"]
     assert summarize(result)["passed"] == summarize(result)["checked"] - 1
+    # A failure with its scores: how far off, and whether the top class moved.
+    off = re.sub(r"n=4 pass=0 result=pass insns=(\d+)", r"n=4 pass=0 result=FAIL insns=\1 scores=5,-7 expected=-2,3", log)
+    vectors = parse_log(off)["modes"]["BOOT"]["vectors"]
+    assert vectors["failed"] == 1 and vectors["max_lsb"] == 10 and vectors["class_differs"] == 1
     with pytest.raises(EmulatorError, match="no line of the emulator harness"):
         parse_log("Segmentation fault\n")
 
@@ -94,6 +108,26 @@ def _sketch(tmp_path) -> pathlib.Path:
     for name in emulator.SKETCH_FILES:
         (sketch / name).write_text("")
     return sketch
+
+
+def test_format_result_says_why_no_inference_ran():
+    log = "\n".join([
+        "CALIBRATION expected=1000000 measured=1000000",
+        "MODEL bytes=38032 input=256 output=2 tests=16",
+        "LOG hypertiny: AllocateTensors failed (arena 13392 bytes, 2 resource variables)",
+        "LOG hypertiny: setup failed: allocate tensors",
+        "SETUP mode=BOOT status=allocate tensors insns=14760 arena=13392 used=0 needed=0 variables=2",
+        "LOG hypertiny: AllocateTensors failed (arena 13392 bytes, 2 resource variables)",
+        "LOG hypertiny: setup failed: allocate tensors",
+        "SETUP mode=LAZY status=allocate tensors insns=14360 arena=13392 used=0 needed=0 variables=2",
+        "DONE failures=2",
+    ])
+    result = parse_log(log)
+    result.update(summary=summarize(result), sketch="S", kernels="cmsis", opt="-O2", log=log)
+    text = emulator.format_result(result)
+    assert text.splitlines()[0] == "S (cmsis kernels, -O2): 0/32 test vectors match the TFLM Python wheel"
+    assert "setup: BOOT allocate tensors, LAZY allocate tensors" in text
+    assert text.count("AllocateTensors failed (arena 13392 bytes") == 1
 
 
 def test_emulate_names_what_is_missing(tmp_path, monkeypatch):
@@ -111,6 +145,16 @@ def test_emulate_names_what_is_missing(tmp_path, monkeypatch):
         emulate(tmp_path / "sketch")
     with pytest.raises(EmulatorError, match=r"TFLM_ROOT .*tflite-micro checkout"):
         emulate(tmp_path / "sketch", sources=tmp_path)
+
+
+def test_emulate_refuses_what_is_not_an_arduino_library(tmp_path, monkeypatch):
+    monkeypatch.setattr(emulator, "check_tools", lambda: None)
+    sketch = _sketch(tmp_path)
+    (tmp_path / "lib" / "src" / "tensorflow" / "lite" / "micro").mkdir(parents=True)
+    with pytest.raises(EmulatorError, match=r"not an Arduino TFLM library \(src/third_party/flatbuffers/include"):
+        emulate(sketch, arduino_library=tmp_path / "lib")
+    with pytest.raises(EmulatorError, match="CMSIS-NN kernels only"):
+        emulate(sketch, kernels="reference", arduino_library=tmp_path / "lib")
 
 
 def test_emulate_names_missing_tools_and_packages(tmp_path, monkeypatch):
@@ -142,7 +186,7 @@ def test_emulated_board_matches_the_python_wheel_and_sets_the_arena(tmp_path):
     with np.load(out / "test_windows.npz") as saved:
         report = export_arduino(str(out / "model_boot_int8.tflite"), str(tmp_path / "sketch"),
                                 windows=saved["windows"], emulator_sources=os.environ[emulator.SOURCES_ENV],
-                                emulator_build=tmp_path / "build")
+                                emulator_build=tmp_path / "build", library="tflite-micro")
     needed = report["arena_board_bytes"]
     assert needed < report["arena_measured_bytes"]  # 32-bit needs less than the 64-bit host
     assert needed <= report["arena_bytes"] < needed * (1 + MEASURED_ARENA_MARGIN) + 16

@@ -8,7 +8,9 @@ Arduino IDE >= 2.2 or arduino-cli >= 0.34):
   array, kept in flash), `model_ops.h` (the op resolver of exactly the
   model's operators, across all subgraphs, and its resource-variable count),
   `test_vectors.h` (int8 test windows and the outputs the TFLM Python
-  interpreter gives for them), `arena_config.h` (tensor arena size);
+  interpreter gives for them), `arena_config.h` (tensor arena size),
+  `tflm_library.h` (the `#include` of the chosen TFLM Arduino library,
+  `hypertiny_keras.arduino_libraries`);
 - copied from `tflm_app/`: the portable core `hypertiny_app.h/.cc`, and the
   sketch `<folder name>.ino` unless the folder already has one (never
   overwritten, so a user's edits survive a re-export).
@@ -28,7 +30,9 @@ import numpy as np
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.export.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, op_names, read_model
+from hypertiny_keras.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, library_header
+from hypertiny_keras.arduino_libraries import get as get_library
+from hypertiny_keras.export.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, builtin_code, op_names, read_model
 from hypertiny_keras.export.inspect import inspect_tflite
 from hypertiny_keras.runtime import io_quantization, run_tflm, tflm_arena_bytes
 
@@ -150,6 +154,28 @@ def _supported_ops(model: schema.ModelT) -> list[str]:
     return sorted({name for names in per_subgraph for name in names})
 
 
+def _check_library(model: schema.ModelT, library: str, name: str) -> None:
+    """Refuse what the chosen Arduino library's TFLM would compute differently (one line, the remedy)."""
+    chosen = get_library(library)
+    if chosen.per_channel_fully_connected:
+        return
+    per_channel = []
+    for index, subgraph in enumerate(model.subgraphs):
+        for op in subgraph.operators or []:
+            fully_connected = builtin_code(model, op) == schema.BuiltinOperator.FULLY_CONNECTED
+            weights = subgraph.tensors[op.inputs[1]] if fully_connected else None
+            quantization = weights.quantization if weights is not None else None
+            if quantization is not None and quantization.scale is not None and len(quantization.scale) > 1:
+                per_channel.append(f"subgraph {index} ({len(quantization.scale)} scales)")
+    if per_channel:
+        raise ValueError(
+            f"{name}: the {chosen.name} library's TFLM ({chosen.snapshot}) reads one scale per FULLY_CONNECTED weight "
+            f"tensor and would use the first for every channel; this model has per-channel ones in "
+            f"{', '.join(per_channel)}: export it with dense_per_tensor=True (hypertiny export/quickstart "
+            "--dense-per-tensor), or choose library='tflite-micro' for a TFLM of 2024-09 or newer"
+        )
+
+
 def _model_data(data: bytes, source: str) -> tuple[str, str]:
     header = _header(
         "model_data.h",
@@ -169,20 +195,9 @@ def _model_data(data: bytes, source: str) -> tuple[str, str]:
     return header, source_file
 
 
-#: Operators whose kernel the core provides itself (hypertiny_app.cc), passed to the
-#: resolver method instead of TFLM's default registration.
-CORE_KERNELS = {"CALL_ONCE": "hypertiny_call_once()"}
-
-
 def _model_ops(ops: list[str], resource_variables: int, source: str) -> str:
     adds = "\n".join(
-        f"  if (resolver.{RESOLVER_METHODS[op]}({CORE_KERNELS.get(op, '')}) != kTfLiteOk) return kTfLiteError;"
-        for op in ops
-    )
-    core = "".join(
-        f"// The core's own {op} kernel (hypertiny_app.cc).\ndecltype(tflite::Register_{op}()) {CORE_KERNELS[op]};\n\n"
-        for op in ops
-        if op in CORE_KERNELS
+        f"  if (resolver.{RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;" for op in ops
     )
     return _header(
         "model_ops.h",
@@ -193,7 +208,6 @@ def _model_ops(ops: list[str], resource_variables: int, source: str) -> str:
         "// Resource variables (one per generated layer; distinct VAR_HANDLE shared names).\n"
         f"#define HYPERTINY_RESOURCE_VARIABLES {resource_variables}\n\n"
         "using HypertinyOpResolver = tflite::MicroMutableOpResolver<HYPERTINY_OP_COUNT>;\n\n"
-        f"{core}"
         "// Registers exactly the model's operators.\n"
         "inline TfLiteStatus hypertiny_register_ops(HypertinyOpResolver& resolver) {\n"
         f"{adds}\n  return kTfLiteOk;\n}}\n",
@@ -288,6 +302,7 @@ def export_arduino(
     arena_margin: float | None = None,
     emulator_sources: str | os.PathLike | None = None,
     emulator_build: str | os.PathLike | None = None,
+    library: str = DEFAULT_ARDUINO_LIBRARY,
 ) -> dict:
     """Write the Arduino sketch of the `.tflite` file `model_path` into `sketch_dir`.
 
@@ -311,6 +326,9 @@ def export_arduino(
             every test vector there.
         emulator_build: build folder for the emulator (its TFLM library is
             reused across exports); default a temporary one.
+        library: the TFLM Arduino library the sketch is built with
+            (`arduino_libraries.ARDUINO_LIBRARIES`: `chirale`, the one the
+            Library Manager installs, or `arduino-examples`).
 
     Returns:
         A JSON-ready dict: `sketch_dir`, `files` (names written), `model_bytes`,
@@ -339,6 +357,7 @@ def export_arduino(
     source = pathlib.Path(model_path).name
     if arena_margin is not None and arena_margin < 0:
         raise ValueError(f"arena_margin must be >= 0, got {arena_margin}")
+    get_library(library)  # an unknown name fails before anything is read (the model is checked against it below)
     host_margin = 0.25 if arena_margin is None else arena_margin
     core = [TFLM_APP / "src" / name for name in CORE_FILES] + [TFLM_APP / SKETCH]
     for path in core:
@@ -346,6 +365,7 @@ def export_arduino(
             raise FileNotFoundError(f"{path} not found: export_arduino needs the tflm_app/ folder of a source checkout")
     model = read_model(data, str(model_path))
     ops = _supported_ops(model)
+    _check_library(model, library, str(model_path))
     input_shape, output_shape = _io_tensors(model, str(model_path))
     input_q, output_q = io_quantization(data)
 
@@ -388,6 +408,7 @@ def export_arduino(
         "model_ops.h": _model_ops(ops, info["resource_variables"], source),
         "test_vectors.h": _test_vectors(windows_q, expected, label_values, output_q, source),
         "arena_config.h": _arena_config(arena, measured, host_margin, source),
+        "tflm_library.h": _header("tflm_library.h", source, library_header(library)),
     }
     copies = {path.name: path for path in core[:-1]}
     ino = f"{sketch.resolve().name}.ino"
@@ -420,6 +441,7 @@ def export_arduino(
         "resource_variables": info["resource_variables"],
         "generated_weight_ram_bytes": info["generated_weight_ram_bytes"],
         "test_windows": count,
+        "library": library,
         "budget": {
             "ram_bytes": BOARD_RAM_BYTES,
             "flash_bytes": BOARD_FLASH_BYTES,

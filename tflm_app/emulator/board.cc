@@ -137,11 +137,15 @@ int _lseek(int, int, int) { return 0; }
 int _read(int, char*, int) { return 0; }
 
 // TFLM's logging hooks (tensorflow/lite/micro/debug_log.h).
+#ifdef BOARD_DEBUG_LOG_STRING  // TFLM of 2023 (the Arduino libraries' snapshots)
+void DebugLog(const char* line) { write_string(line); }
+#else
 void DebugLog(const char* format, va_list args) {
   static char line[256];
   vsnprintf(line, sizeof(line), format, args);
   write_string(line);
 }
+#endif
 int DebugVsnprintf(char* buffer, size_t size, const char* format, va_list args) {
   return vsnprintf(buffer, size, format, args);
 }

@@ -15,6 +15,7 @@
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_graph.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tensorflow/lite/micro/micro_resource_variable.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "tensorflow/lite/schema/schema_utils.h"
@@ -28,6 +29,10 @@ alignas(16) uint8_t g_arena[HYPERTINY_ARENA_BYTES];
 // Ops are registered once; a resolver refuses a second registration.
 HypertinyOpResolver g_resolver;
 bool g_ops_registered = false;
+
+// What a resolver returns: TfLiteRegistration in TFLM of 2023 (the Arduino
+// libraries), TFLMRegistration later.
+using Registration = decltype(tflite::Register_CALL_ONCE());
 
 // The interpreter is constructed in place: no heap.
 alignas(tflite::MicroInterpreter) unsigned char
@@ -152,6 +157,36 @@ TfLiteStatus call_once_eval(TfLiteContext* context, TfLiteNode* node) {
   return synthesise() == HypertinyStatus::kOk ? kTfLiteOk : kTfLiteError;
 }
 
+Registration core_call_once() {
+  Registration registration = tflite::micro::RegisterOp(nullptr, call_once_prepare, call_once_eval);
+  // The interpreter looks the op's parser up by this code (AddBuiltin sets it).
+  registration.builtin_code = tflite::BuiltinOperator_CALL_ONCE;
+  return registration;
+}
+
+// The resolver the interpreter sees: model_ops.h's, except that CALL_ONCE
+// (registered there with the plain AddCallOnce() every TFLM snapshot has)
+// resolves to the core's kernel above.
+class CoreResolver : public tflite::MicroOpResolver {
+ public:
+  using tflite::MicroOpResolver::FindOp;
+
+  const Registration* FindOp(tflite::BuiltinOperator op) const override {
+    const Registration* found = g_resolver.FindOp(op);
+    if (found == nullptr || op != tflite::BuiltinOperator_CALL_ONCE) return found;
+    return &call_once_;
+  }
+  const Registration* FindOp(const char* op) const override { return g_resolver.FindOp(op); }
+  tflite::TfLiteBridgeBuiltinParseFunction GetOpDataParser(tflite::BuiltinOperator op) const override {
+    return g_resolver.GetOpDataParser(op);
+  }
+
+ private:
+  const Registration call_once_ = core_call_once();
+};
+
+CoreResolver g_core_resolver;
+
 // Runs the interpreter once and records the time.
 HypertinyStatus invoke_timed() {
   const uint32_t start = now_us();
@@ -161,10 +196,6 @@ HypertinyStatus invoke_timed() {
 }
 
 }  // namespace
-
-decltype(tflite::Register_CALL_ONCE()) hypertiny_call_once() {
-  return tflite::micro::RegisterOp(nullptr, call_once_prepare, call_once_eval);
-}
 
 void hypertiny_set_profiler(tflite::MicroProfilerInterface* profiler) { g_profiler = profiler; }
 
@@ -208,7 +239,7 @@ HypertinyStatus hypertiny_setup(HypertinyMode mode) {
   }
   g_variables = needed;
   g_interpreter =
-      new (g_interpreter_storage) tflite::MicroInterpreter(model, g_resolver, allocator, variables, g_profiler);
+      new (g_interpreter_storage) tflite::MicroInterpreter(model, g_core_resolver, allocator, variables, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     log_line("hypertiny: AllocateTensors failed (arena %u bytes, %d resource variables)",
              static_cast<unsigned>(sizeof(g_arena)), needed);

@@ -4,8 +4,9 @@
 // next to this one (model_data.h/.cc, model_ops.h, arena_config.h). A `boot`
 // model synthesises its pointwise kernels on the device: subgraph 0 starts
 // with CALL_ONCE of an init subgraph that writes them into resource variables.
-// The core registers its own CALL_ONCE kernel (hypertiny_call_once(), which
-// model_ops.h passes to the resolver): it runs the init subgraph exactly once,
+// The core runs CALL_ONCE with its own kernel (model_ops.h registers the plain
+// AddCallOnce(); the core's resolver swaps the kernel in, which works with the
+// 2023 TFLM of the Arduino libraries and today's): it runs the init subgraph exactly once,
 // in hypertiny_setup() (BOOT) or inside the first classify (LAZY), and times
 // the synthesis alone. Later invokes only read the variables.
 //

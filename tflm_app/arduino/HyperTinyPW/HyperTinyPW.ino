@@ -11,7 +11,7 @@
 //   board -> host  "R <class> <s0> ... <sK-1> <us>"  predicted class (argmax),
 //                                       the K int8 scores, microseconds
 //                  "E <message>"       the line was not understood
-#include <TensorFlowLite.h>  // makes the IDE build the TFLM Arduino library
+#include "tflm_library.h"  // the TFLM Arduino library's header (export --library): the IDE then builds it
 
 #include "hypertiny_app.h"
 #include "tensorflow/lite/micro/system_setup.h"
@@ -49,29 +49,41 @@ static void print_figures() {
   snprintf(g_line, sizeof(g_line), "resource variables: %d", hypertiny_resource_variables());
   Serial.println(g_line);
   snprintf(g_line, sizeof(g_line), "synthesis us: %lu (%s)", static_cast<unsigned long>(hypertiny_synthesis_us()),
-           kMode == HypertinyMode::kBoot ? "boot invoke: synthesis + one inference" : "lazy: paid by the first window");
+           kMode == HypertinyMode::kBoot ? "boot: the synthesis alone, in setup" : "lazy: paid by the first window");
   Serial.println(g_line);
 }
 
-// Classifies the compiled-in windows; a window passes when all its int8
-// scores equal those of the TFLM Python interpreter.
+// Classifies the compiled-in windows. A window passes when all its int8
+// scores equal those of the TFLM Python interpreter; "near" when they differ
+// but the class does not (older TFLM snapshots, such as the Arduino
+// libraries', round some kernels differently: tflm_app/README.md).
 static void run_tests() {
-  int passed = 0;
+  int passed = 0, near = 0, worst = 0;
   for (int n = 0; n < kHypertinyTestCount; ++n) {
     const HypertinyStatus status = hypertiny_classify(kHypertinyTestWindows[n], g_scores);
-    const bool ok = status == HypertinyStatus::kOk &&
-                    memcmp(g_scores, kHypertinyTestExpected[n], kHypertinyOutputBytes) == 0;
-    passed += ok ? 1 : 0;
+    int off = 0;
+    for (int i = 0; i < kHypertinyOutputBytes; ++i) {
+      const int d = g_scores[i] - kHypertinyTestExpected[n][i];
+      off = d > off ? d : (-d > off ? -d : off);
+    }
+    const bool exact = status == HypertinyStatus::kOk && off == 0;
+    const bool same_class = status == HypertinyStatus::kOk && argmax(g_scores) == argmax(kHypertinyTestExpected[n]);
+    passed += exact ? 1 : 0;
+    near += !exact && same_class ? 1 : 0;
+    worst = !exact && same_class && off > worst ? off : worst;
     snprintf(g_line, sizeof(g_line), "test %d: label %d predicted %d scores", n, kHypertinyTestLabels[n],
              argmax(g_scores));
     Serial.print(g_line);
     print_scores(g_scores);
-    const char* verdict = ok ? "pass" : "FAIL: scores differ from expected";
+    char verdict[48];
+    snprintf(verdict, sizeof(verdict), exact ? "pass" : (same_class ? "near: %d steps off, same class"
+                                                                     : "FAIL: another class"), off);
     snprintf(g_line, sizeof(g_line), " | %lu us | %s", static_cast<unsigned long>(hypertiny_last_inference_us()),
              status == HypertinyStatus::kOk ? verdict : hypertiny_status_name(status));
     Serial.println(g_line);
   }
-  snprintf(g_line, sizeof(g_line), "%d passed, %d failed", passed, kHypertinyTestCount - passed);
+  snprintf(g_line, sizeof(g_line), "%d passed, %d near (at most %d steps off), %d failed", passed, near, worst,
+           kHypertinyTestCount - passed - near);
   Serial.println(g_line);
 }
 
