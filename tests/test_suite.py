@@ -71,6 +71,8 @@ def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
     result, _ = run_model(spec, windows, seed=0, settings=RunSettings(epochs=1, bootstrap=10, export=False))
     save_model_results(tmp_path / "apnea_ecg_rr" / "stored_pw_twin.json", "Apnea-ECG (rr)", "cmd", [result])
     (tmp_path / "unrelated").mkdir()
+    (tmp_path / "pareto").mkdir()  # a folder of other JSON (a front's summary is a list): skipped
+    (tmp_path / "pareto" / "mitbih.json").write_text('{"summary": [{"variant": "stored"}]}')
     text = write_index(tmp_path).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| [apnea_ecg_rr]"))
     f1 = result["float"]["metrics"]["macro_f1"]["value"]

@@ -117,6 +117,10 @@ def write_index(root: str | pathlib.Path) -> pathlib.Path:
         "quoted from Shaalan 2026, not outputs of this package. Ours: mean ± std over seeds (n), float "
         "model unless marked int8 (the deployed file run in the host TFLM build).",
         "",
+        "On a microcontroller: [device.md](device.md) (`benchmarks/device.py`) runs the quickstart and "
+        "MIT-BIH files on an emulated Cortex-M4F: instructions per inference and of the synthesis, boot / "
+        "frozen ratio, 32-bit arena, flash; tflm_app/README.md adds the two Arduino libraries.",
+        "",
         "| experiment | dataset | metric | paper HyperTinyPW | ours HyperTinyPW | ours HyperTinyPW int8 TFLM "
         "| ours stored-PW twin | ours RegularCNN |",
         "|---|---|---|---:|---:|---:|---:|---:|",

@@ -41,7 +41,8 @@ def _primary(result: dict, source: str = "float") -> dict:
 def load_results(folder: str | pathlib.Path) -> list[dict]:
     """Every model result JSON in `folder`, sorted by flash size."""
     results = [json.loads(p.read_text()) for p in sorted(pathlib.Path(folder).glob("*.json"))]
-    results = [r for r in results if "summary" in r and r["summary"].get("flash_bytes")]
+    # Model results only (a dict summary with flash bytes); other JSON, e.g. a Pareto front, is skipped.
+    results = [r for r in results if isinstance(r.get("summary"), dict) and r["summary"].get("flash_bytes")]
     return sorted(results, key=_flash_kb)
 
 
