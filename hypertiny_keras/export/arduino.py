@@ -30,7 +30,7 @@ import numpy as np
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, library_header
+from hypertiny_keras.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, ArduinoLibrary, library_header
 from hypertiny_keras.arduino_libraries import get as get_library
 from hypertiny_keras.export.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, builtin_code, op_names, read_model
 from hypertiny_keras.export.inspect import inspect_tflite
@@ -154,23 +154,23 @@ def _supported_ops(model: schema.ModelT) -> list[str]:
     return sorted({name for names in per_subgraph for name in names})
 
 
-def _check_library(model: schema.ModelT, library: str, name: str) -> None:
-    """Refuse what the chosen Arduino library's TFLM would compute differently (one line, the remedy)."""
-    chosen = get_library(library)
-    if chosen.per_channel_fully_connected:
+def _check_library(model: schema.ModelT, library: ArduinoLibrary, name: str) -> None:
+    """Refuse what `library`'s TFLM would compute differently (one line, naming the file and the remedy)."""
+    if library.per_channel_fully_connected:
         return
     per_channel = []
     for index, subgraph in enumerate(model.subgraphs):
         for op in subgraph.operators or []:
-            fully_connected = builtin_code(model, op) == schema.BuiltinOperator.FULLY_CONNECTED
-            weights = subgraph.tensors[op.inputs[1]] if fully_connected else None
-            quantization = weights.quantization if weights is not None else None
-            if quantization is not None and quantization.scale is not None and len(quantization.scale) > 1:
-                per_channel.append(f"subgraph {index} ({len(quantization.scale)} scales)")
+            if builtin_code(model, op) != schema.BuiltinOperator.FULLY_CONNECTED:
+                continue
+            quantization = subgraph.tensors[op.inputs[1]].quantization
+            scales = 0 if quantization is None or quantization.scale is None else len(quantization.scale)
+            if scales > 1:
+                per_channel.append(f"subgraph {index} ({scales} scales)")
     if per_channel:
         raise ValueError(
-            f"{name}: the {chosen.name} library's TFLM ({chosen.snapshot}) reads one scale per FULLY_CONNECTED weight "
-            f"tensor and would use the first for every channel; this model has per-channel ones in "
+            f"{name}: the {library.name} library's TFLM ({library.snapshot}) reads one scale per FULLY_CONNECTED "
+            f"weight tensor and would use the first for every channel; this model has per-channel ones in "
             f"{', '.join(per_channel)}: export it with dense_per_tensor=True (hypertiny export/quickstart "
             "--dense-per-tensor), or choose library='tflite-micro' for a TFLM of 2024-09 or newer"
         )
@@ -357,7 +357,7 @@ def export_arduino(
     source = pathlib.Path(model_path).name
     if arena_margin is not None and arena_margin < 0:
         raise ValueError(f"arena_margin must be >= 0, got {arena_margin}")
-    get_library(library)  # an unknown name fails before anything is read (the model is checked against it below)
+    chosen = get_library(library)  # an unknown name fails before anything is read
     host_margin = 0.25 if arena_margin is None else arena_margin
     core = [TFLM_APP / "src" / name for name in CORE_FILES] + [TFLM_APP / SKETCH]
     for path in core:
@@ -365,7 +365,7 @@ def export_arduino(
             raise FileNotFoundError(f"{path} not found: export_arduino needs the tflm_app/ folder of a source checkout")
     model = read_model(data, str(model_path))
     ops = _supported_ops(model)
-    _check_library(model, library, str(model_path))
+    _check_library(model, chosen, str(model_path))
     input_shape, output_shape = _io_tensors(model, str(model_path))
     input_q, output_q = io_quantization(data)
 
