@@ -119,7 +119,8 @@ def write_index(root: str | pathlib.Path) -> pathlib.Path:
         "",
         "On a microcontroller: [device.md](device.md) (`benchmarks/device.py`) runs the quickstart and "
         "MIT-BIH files on an emulated Cortex-M4F: instructions per inference and of the synthesis, boot / "
-        "frozen ratio, 32-bit arena, flash; tflm_app/README.md adds the two Arduino libraries.",
+        "frozen ratio, 32-bit arena, flash; [arduino_libraries.md](arduino_libraries.md) the quickstart on the two "
+        "Arduino libraries' TFLM.",
         "",
         "| experiment | dataset | metric | paper HyperTinyPW | ours HyperTinyPW | ours HyperTinyPW int8 TFLM "
         "| ours stored-PW twin | ours RegularCNN |",
