@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -45,16 +46,43 @@ def _generated(head: str, head_rank: Callable[[int], int | None] = lambda rank: 
     return build
 
 
-#: Variant name -> (description, builder(input_shape, classes, widths, rank) -> keras.Model).
-#: Stored variants deploy the frozen file, generated ones the boot file.
-VARIANTS: dict[str, tuple[str, Callable]] = {
-    "stored": ("every 1x1 kernel stored int8 (the twin)", _stored),
-    "lowrank_stored": ("PW2..PWL as two stored 1x1 convolutions C_in -> r -> C_out", _lowrank_stored),
-    "lowrank": ("PW2..PWL generated at boot from rank-r factors U V", _generated("lowrank")),
-    "kronecker": ("PW2..PWL generated at boot from r Kronecker factor pairs", _generated("kronecker")),
-    "dense": ("the paper's dense heads (d_h = 16)", _generated("dense", lambda rank: None)),
-    "factorized": ("the paper's factorized heads (basis rank 4)", _generated("factorized", lambda rank: 4)),
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One pointwise parameterization of the grid.
+
+    Attributes:
+        description: one line for tables.
+        build: `build(input_shape, classes, widths, rank) -> keras.Model`.
+        codec: a `export.weight_codecs` name applied to the deployed int8
+            file of `trains` (the same trained model, so the pair differs only
+            by the codec), or None.
+        trains: the variant whose trained model and file this one uses
+            (itself unless it is a codec of another).
+    """
+
+    description: str
+    build: Callable
+    codec: str | None = None
+    trains: str | None = None
+
+
+#: Variant name -> `Variant`. Stored variants deploy the frozen file, generated ones the boot file.
+VARIANTS: dict[str, Variant] = {
+    "stored": Variant("every 1x1 kernel stored int8 (the twin)", _stored),
+    "int4": Variant("the stored twin's file, every filter int4 per channel (FULLY_CONNECTED per tensor), packed",
+                    _stored, codec="int4", trains="stored"),
+    "lut4": Variant("the stored twin's file, filters with > 32 values per channel as 4-bit look-up tables "
+                    "(tflite_micro.compression, DECODE)", _stored, codec="lut4", trains="stored"),
+    "lowrank_stored": Variant("PW2..PWL as two stored 1x1 convolutions C_in -> r -> C_out", _lowrank_stored),
+    "lowrank": Variant("PW2..PWL generated at boot from rank-r factors U V", _generated("lowrank")),
+    "kronecker": Variant("PW2..PWL generated at boot from r Kronecker factor pairs", _generated("kronecker")),
+    "dense": Variant("the paper's dense heads (d_h = 16)", _generated("dense", lambda rank: None)),
+    "factorized": Variant("the paper's factorized heads (basis rank 4)", _generated("factorized", lambda rank: 4)),
 }
+
+
+def _trains(name: str) -> str:
+    return VARIANTS[name].trains or name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,25 +157,34 @@ def pareto(
         epochs=settings.epochs, batch_size=settings.batch_size, patience=settings.patience,
         kernel=settings.smoothing, bootstrap=settings.bootstrap, packed_bits=(),
     )
-    grid = [(v, w, s) for v in variants for w in widths for s in seeds]
+    trained = list(dict.fromkeys(_trains(v) for v in variants))
+    grid = [(t, w, s) for t in trained for w in widths for s in seeds]
     points = []
     bar = tqdm(grid, desc="pareto runs", unit="run", disable=not progress,
                file=None if isinstance(progress, bool) else progress)
-    for variant, width, seed in bar:
-        _, builder = VARIANTS[variant]
+    for base, width, seed in bar:
+        builder = VARIANTS[base].build
         block_widths = (width,) * settings.depth
         spec = ModelSpec(
-            f"{variant}_w{width}",
+            f"{base}_w{width}",
             lambda shape, classes, builder=builder, w=block_widths: builder(shape, classes, w, settings.rank),
         )
-        result, _ = run_model(spec, windows, seed, run_settings)
-        points.append(_point(result, variant, width, seed, metric))
+        with tempfile.TemporaryDirectory() as tmp:
+            result, _ = run_model(spec, windows, seed, run_settings, export_dir=tmp)
+            for variant in (v for v in variants if _trains(v) == base):
+                point = _point(result, variant, width, seed, metric)
+                codec = VARIANTS[variant].codec
+                if codec is not None and "error" not in point:
+                    point = _codec_point(point, codec, pathlib.Path(tmp) / f"{spec.name}_seed{seed}_frozen.tflite",
+                                         windows, run_settings, seed, metric)
+                points.append(point)
+    points.sort(key=lambda p: (list(variants).index(p["variant"]), p["width"], p["seed"]))
     summary = _summarize(points)
     return {
         "metric": metric,
         "settings": dataclasses.asdict(settings),
         "widths": list(widths),
-        "variants": {v: VARIANTS[v][0] for v in variants},
+        "variants": {v: VARIANTS[v].description for v in variants},
         "seeds": list(seeds),
         "points": points,
         "summary": summary,
@@ -172,6 +209,32 @@ def _point(result: dict, variant: str, width: int, seed: int, metric: str) -> di
         "generated_ram_bytes": generated,
         "ram_bytes": int(entry["arena_bytes"]) + generated,
         "metric": float(entry["int8_tflm"]["metrics"][metric]["value"]),
+    }
+
+
+def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings, seed: int, metric: str) -> dict:
+    """`point` (the stored file's) re-measured on the file that `codec` makes of it: bytes, arena, TFLM metric."""
+    from hypertiny_keras.experiments.runner import evaluate_file
+    from hypertiny_keras.export import weight_codecs
+    from hypertiny_keras.export.inspect import inspect_tflite
+    from hypertiny_keras.runtime import tflm_arena_bytes
+
+    try:
+        data = weight_codecs.get(codec)(path.read_bytes())
+    except ValueError as error:  # e.g. lut4 on a file with no filter large enough
+        return {**point, "error": f"{codec}: {error}"}
+    roles = inspect_tflite(data)["bytes_by_role"]
+    arena = tflm_arena_bytes(data)
+    evaluation = evaluate_file(data, windows, settings, seed)
+    return {
+        **point,
+        "codec": codec,
+        "file_bytes": len(data),
+        "weight_bytes": int(sum(v for k, v in roles.items() if k != "flatbuffer_overhead")),
+        "arena_bytes": arena,
+        "generated_ram_bytes": 0,
+        "ram_bytes": arena,
+        "metric": float(evaluation["metrics"][metric]["value"]),
     }
 
 

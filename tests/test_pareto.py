@@ -59,3 +59,17 @@ def test_bad_grids_are_refused():
         ht.pareto(windows, variants=("int3",))
     with pytest.raises(ValueError, match="widths must be >= 1"):
         ht.pareto(windows, widths=(0,))
+
+
+def test_codec_variants_share_the_stored_model_and_shrink_its_file():
+    settings = ParetoSettings(depth=2, rank=2, epochs=1, patience=None, bootstrap=5)
+    result = ht.pareto(beat_windows(), widths=(48,), variants=("stored", "int4", "lut4"), seeds=(0,),
+                       settings=settings, progress=False)
+    points = {p["variant"]: p for p in result["points"]}
+    assert set(points) == {"stored", "int4", "lut4"} and all("metric" in p for p in points.values()), points
+    # One training run: the codec points carry the stored run's float metric and training time.
+    assert points["int4"]["float_metric"] == points["stored"]["float_metric"] == points["lut4"]["float_metric"]
+    assert points["int4"]["codec"] == "int4" and "codec" not in points["stored"]
+    assert points["int4"]["file_bytes"] < points["stored"]["file_bytes"]
+    assert points["lut4"]["file_bytes"] < points["stored"]["file_bytes"]
+    assert points["int4"]["weight_bytes"] < points["stored"]["weight_bytes"]

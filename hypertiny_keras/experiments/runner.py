@@ -80,6 +80,24 @@ def _evaluate_logits(val: Windows, test: Windows, val_logits, test_logits, setti
                            n_resamples=settings.bootstrap, seed=seed)
 
 
+def evaluate_file(
+    data: bytes,
+    windows: Windows,
+    settings: RunSettings,
+    seed: int,
+    device_step: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+) -> dict:
+    """An int8 `.tflite` run in TFLM on the `val` and `test` splits of `windows`, scored as the float model is.
+
+    `device_step` maps the windows to the file's input (the identity unless a
+    spec deploys a front end). Returns the evaluation dict (t* from `val`,
+    metrics on `test`) of `_evaluate_model`.
+    """
+    val, test = _split_arrays(windows, "val"), _split_arrays(windows, "test")
+    return _evaluate_logits(val, test, predict(data, device_step(val.x)), predict(data, device_step(test.x)),
+                            settings, seed)
+
+
 def flash_bytes(model: keras.Model) -> int:
     """Eq. 6 packed flash bytes of the deployed model: 8-bit weights, or 2-bit kernels for ternary models."""
     from hypertiny_keras.models.ternary import TERNARY_LAYERS, ternary_bytes
@@ -193,10 +211,7 @@ def run_model(
                 entry = {k: getattr(report, k) for k in ("file_bytes", "bytes_by_role", "arena_bytes",
                                                          "generated_weight_ram_bytes", "verification")}
                 if mode == ("boot" if generated else "frozen"):
-                    data = path.read_bytes()
-                    entry["int8_tflm"] = _evaluate_logits(
-                        val, test, predict(data, device_step(val.x)), predict(data, device_step(test.x)), settings, seed
-                    )
+                    entry["int8_tflm"] = evaluate_file(path.read_bytes(), windows, settings, seed, device_step)
                 result["exports"][mode] = entry
     result["wall_seconds"] = time.perf_counter() - start
     return result, model
