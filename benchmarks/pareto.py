@@ -12,6 +12,8 @@ Datasets (from `$HYPERTINY_DATA`, default `../shared/data`):
   isolated V beats); metric macro-F1 with t* tuned on validation.
 - `mitbih_aami5`: the same beats, AAMI 5 classes (N, S, V, F, Q); metric accuracy.
 - `speech_commands`: Speech Commands v0.02 test-set folder, 12 classes, 40 MFCC x 101 frames; metric accuracy.
+- `ptbxl`: PTB-XL lead II at 100 Hz (10 s), NORM vs diagnostic, strat_fold splits; the 500-record
+  subset under `$HYPERTINY_DATA/ptbxl` (about 50 test records); metric macro-F1.
 """
 from __future__ import annotations
 
@@ -27,12 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from hypertiny_keras import quiet  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "pareto"
-DATASETS = ("mitbih", "mitbih_aami5", "speech_commands")
+DATASETS = ("mitbih", "mitbih_aami5", "speech_commands", "ptbxl")
 
 
 def _windows(dataset: str, data_root: pathlib.Path):
-    from hypertiny_keras.data import load_mitbih, load_speech_commands
+    from hypertiny_keras.data import load_mitbih, load_ptbxl, load_speech_commands
 
+    if dataset == "ptbxl":
+        return load_ptbxl(data_root / "ptbxl")
     if dataset.startswith("mitbih"):
         task = "aami5" if dataset == "mitbih_aami5" else "v_vs_rest"
         return load_mitbih(data_root / "mitdb", task=task, split="dechazal", window_seconds=0.7)
