@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=8000, help="random training windows kept")
     parser.add_argument("--max-eval", type=int, default=4000, help="random validation and test windows kept, each")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--name", default=None, help="base name of the written files (default: the dataset)")
     args = parser.parse_args()
 
     with quiet.silenced():
@@ -85,14 +86,15 @@ def main() -> None:
                   class_names=list(windows.class_names))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
-    title = f"{args.dataset}: {result['metric']} vs .tflite bytes ({len(result['seeds'])} seeds)"
-    plot_pareto(result, out / f"{args.dataset}.png", title=title)
+    name = args.name or args.dataset
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    title = f"{name}: {result['metric']} vs .tflite bytes ({len(result['seeds'])} seeds)"
+    plot_pareto(result, out / f"{name}.png", title=title)
     text = markdown(result, title, command)
     text += (f"\nWindows used: {result['windows']} ({', '.join(result['class_names'])}); "
-             f"{minutes:.0f} min on this 2-core machine.\n\n![front]({args.dataset}.png)\n")
-    (out / f"{args.dataset}.md").write_text(text)
-    print(f"wrote {out / (args.dataset + '.md')}")
+             f"{minutes:.0f} min on this 2-core machine.\n\n![front]({name}.png)\n")
+    (out / f"{name}.md").write_text(text)
+    print(f"wrote {out / (name + '.md')}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ The figures are the written file's bytes (after the flatbuffer diet when
 the export applies it), its host TFLM arena and the generated kernels it
 keeps in RAM: what a user would flash, not a packed-byte estimate.
 
+A variant `<name>+int4` / `<name>+lut4` is `<name>`'s own deployed file
+re-written by a weight codec (`export.weight_codecs`): the peers int4 and
+look-up tables, trained once with their base, scored again in TFLM.
+
     import hypertiny_keras as ht
     result = ht.pareto(windows, widths=(16, 32), variants=("stored", "lowrank"), seeds=(0, 1))
     ht.plot_pareto(result, "pareto.png")
@@ -66,19 +70,36 @@ class Variant:
     trains: str | None = None
 
 
-#: Variant name -> `Variant`. Stored variants deploy the frozen file, generated ones the boot file.
+#: Variant name -> `Variant`. Stored variants deploy the frozen file, generated ones the boot file;
+#: `<variant>+<codec>` is that variant's deployed file re-written by a weight codec (see `_with_codecs`).
 VARIANTS: dict[str, Variant] = {
     "stored": Variant("every 1x1 kernel stored int8 (the twin)", _stored),
-    "int4": Variant("the stored twin's file, every filter int4 per channel (FULLY_CONNECTED per tensor), packed",
-                    _stored, codec="int4", trains="stored"),
-    "lut4": Variant("the stored twin's file, filters with > 32 values per channel as 4-bit look-up tables "
-                    "(tflite_micro.compression, DECODE)", _stored, codec="lut4", trains="stored"),
     "lowrank_stored": Variant("PW2..PWL as two stored 1x1 convolutions C_in -> r -> C_out", _lowrank_stored),
     "lowrank": Variant("PW2..PWL generated at boot from rank-r factors U V", _generated("lowrank")),
     "kronecker": Variant("PW2..PWL generated at boot from r Kronecker factor pairs", _generated("kronecker")),
     "dense": Variant("the paper's dense heads (d_h = 16)", _generated("dense", lambda rank: None)),
     "factorized": Variant("the paper's factorized heads (basis rank 4)", _generated("factorized", lambda rank: 4)),
 }
+
+#: What each codec does to a deployed file, for the variant descriptions.
+CODEC_DESCRIPTIONS = {
+    "int4": "every FULLY_CONNECTED/CONV_2D/DEPTHWISE_CONV_2D weight tensor int4 (per channel; FULLY_CONNECTED per "
+            "tensor), packed; in a boot file this includes the init subgraph's factors and heads",
+    "lut4": "weights with > 32 values per channel as 4-bit look-up tables (tflite_micro.compression, DECODE)",
+}
+
+
+def _with_codecs(variants: dict[str, Variant]) -> dict[str, Variant]:
+    """`variants` and, for each and each codec, `<name>+<codec>` trained as `<name>` and re-written by the codec."""
+    coded = {
+        f"{name}+{codec}": Variant(f"{variant.description}; {text}", variant.build, codec=codec, trains=name)
+        for name, variant in variants.items()
+        for codec, text in CODEC_DESCRIPTIONS.items()
+    }
+    return {**variants, **coded}
+
+
+VARIANTS = _with_codecs(VARIANTS)
 
 
 def _trains(name: str) -> str:
@@ -175,8 +196,8 @@ def pareto(
                 point = _point(result, variant, width, seed, metric)
                 codec = VARIANTS[variant].codec
                 if codec is not None and "error" not in point:
-                    point = _codec_point(point, codec, pathlib.Path(tmp) / f"{spec.name}_seed{seed}_frozen.tflite",
-                                         windows, run_settings, seed, metric)
+                    deployed = pathlib.Path(tmp) / f"{spec.name}_seed{seed}_{point['deployed']}.tflite"
+                    point = _codec_point(point, codec, deployed, windows, run_settings, seed, metric)
                 points.append(point)
     points.sort(key=lambda p: (list(variants).index(p["variant"]), p["width"], p["seed"]))
     summary = _summarize(points)
@@ -213,7 +234,11 @@ def _point(result: dict, variant: str, width: int, seed: int, metric: str) -> di
 
 
 def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings, seed: int, metric: str) -> dict:
-    """`point` (the stored file's) re-measured on the file that `codec` makes of it: bytes, arena, TFLM metric."""
+    """`point` (its deployed file's) re-measured on the file that `codec` makes of it: bytes, arena, TFLM metric.
+
+    A boot file keeps its init subgraph; the generated kernels it holds in RAM
+    are the same tensors, so `generated_ram_bytes` carries over.
+    """
     from hypertiny_keras.experiments.runner import evaluate_file
     from hypertiny_keras.export import weight_codecs
     from hypertiny_keras.export.inspect import inspect_tflite
@@ -232,8 +257,7 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
         "file_bytes": len(data),
         "weight_bytes": int(sum(v for k, v in roles.items() if k != "flatbuffer_overhead")),
         "arena_bytes": arena,
-        "generated_ram_bytes": 0,
-        "ram_bytes": arena,
+        "ram_bytes": arena + point["generated_ram_bytes"],
         "metric": float(evaluation["metrics"][metric]["value"]),
     }
 
@@ -326,8 +350,9 @@ def markdown(result: dict, title: str, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"Every point is the deployed int8 `.tflite` (boot file for generated variants, frozen file for stored "
-        f"ones), scored in TFLM on the test split: {metric}, mean +- sd over seeds {result['seeds']}. Backbone: "
+        f"Every point is the deployed `.tflite` (boot file for generated variants, frozen file for stored "
+        f"ones; `+int4` / `+lut4`: that file re-written by the weight codec, no retraining), scored in TFLM on the "
+        f"test split: {metric}, mean +- sd over seeds {result['seeds']}. Backbone: "
         f"the separable 1-D CNN, {result['settings']['depth']} blocks of one width; rank r = "
         f"{result['settings']['rank']}; smoothing {result['settings']['smoothing']}. The largest sd over seeds "
         f"of any row is {spread(result['summary']):.3f}: means closer than that are not told apart.",

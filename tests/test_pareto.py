@@ -63,13 +63,17 @@ def test_bad_grids_are_refused():
 
 def test_codec_variants_share_the_stored_model_and_shrink_its_file():
     settings = ParetoSettings(depth=2, rank=2, epochs=1, patience=None, bootstrap=5)
-    result = ht.pareto(beat_windows(), widths=(48,), variants=("stored", "int4", "lut4"), seeds=(0,),
-                       settings=settings, progress=False)
+    names = ("stored", "stored+int4", "stored+lut4", "kronecker+int4")
+    result = ht.pareto(beat_windows(), widths=(48,), variants=names, seeds=(0,), settings=settings, progress=False)
     points = {p["variant"]: p for p in result["points"]}
-    assert set(points) == {"stored", "int4", "lut4"} and all("metric" in p for p in points.values()), points
-    # One training run: the codec points carry the stored run's float metric and training time.
-    assert points["int4"]["float_metric"] == points["stored"]["float_metric"] == points["lut4"]["float_metric"]
-    assert points["int4"]["codec"] == "int4" and "codec" not in points["stored"]
-    assert points["int4"]["file_bytes"] < points["stored"]["file_bytes"]
-    assert points["lut4"]["file_bytes"] < points["stored"]["file_bytes"]
-    assert points["int4"]["weight_bytes"] < points["stored"]["weight_bytes"]
+    assert set(points) == set(names) and all("metric" in p for p in points.values()), points
+    # One training run per base: the codec points carry the base run's float metric.
+    stored, int4, lut4 = points["stored"], points["stored+int4"], points["stored+lut4"]
+    assert int4["float_metric"] == stored["float_metric"] == lut4["float_metric"]
+    assert int4["codec"] == "int4" and "codec" not in stored
+    assert int4["file_bytes"] < stored["file_bytes"] and lut4["file_bytes"] < stored["file_bytes"]
+    assert int4["weight_bytes"] < stored["weight_bytes"]
+    # A boot file keeps its init subgraph and its generated kernels in RAM.
+    boot = points["kronecker+int4"]
+    assert boot["deployed"] == "boot" and boot["generated_ram_bytes"] > 0
+    assert boot["ram_bytes"] == boot["arena_bytes"] + boot["generated_ram_bytes"]

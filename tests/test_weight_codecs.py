@@ -122,3 +122,21 @@ def test_lut4_refuses_a_file_with_nothing_to_gain(tmp_path):
         weight_codecs.lut4((tmp_path / "tiny.tflite").read_bytes())
     with pytest.raises(ValueError, match="unknown weight codec"):
         weight_codecs.get("int3")
+
+
+def test_int4_packs_the_init_subgraph_weights_of_a_boot_file(tmp_path):
+    import keras
+
+    from hypertiny_keras.models import hypertiny_pw
+
+    keras.utils.set_random_seed(0)
+    model = hypertiny_pw((LENGTH, 1), 2, widths=(16, 16, 16), head="kronecker", rank=2)
+    x = np.random.default_rng(0).normal(size=(32, LENGTH, 1)).astype(np.float32)
+    export_tflite(model, x, tmp_path / "boot.tflite", synthesis="boot")
+    data = (tmp_path / "boot.tflite").read_bytes()
+    out = weight_codecs.int4(data)
+    model = read_model(out)
+    init = [t.type for sg in model.subgraphs[1:] for t in sg.tensors]
+    assert schema.TensorType.INT4 in init  # the factors that FULLY_CONNECTED reads as weights
+    reference, coded = predict(data, x), predict(out, x)
+    assert (coded.argmax(1) == reference.argmax(1)).mean() >= 0.8
