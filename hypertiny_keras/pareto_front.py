@@ -246,8 +246,9 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
 
     try:
         data = weight_codecs.get(codec)(path.read_bytes())
-    except ValueError as error:  # e.g. lut4 on a file with no filter large enough
-        return {**point, "error": f"{codec}: {error}"}
+    except ValueError as error:  # e.g. lut4 on a file with no filter large enough: no point of its own
+        kept = ("variant", "width", "seed", "deployed", "train_seconds", "float_metric")
+        return {**{k: point[k] for k in kept}, "codec": codec, "error": f"{codec}: {error}"}
     roles = inspect_tflite(data)["bytes_by_role"]
     arena = tflm_arena_bytes(data)
     evaluation = evaluate_file(data, windows, settings, seed)

@@ -77,3 +77,13 @@ def test_codec_variants_share_the_stored_model_and_shrink_its_file():
     boot = points["kronecker+int4"]
     assert boot["deployed"] == "boot" and boot["generated_ram_bytes"] > 0
     assert boot["ram_bytes"] == boot["arena_bytes"] + boot["generated_ram_bytes"]
+
+
+def test_a_codec_that_cannot_apply_records_an_error_not_the_base_metric():
+    settings = ParetoSettings(depth=2, rank=2, epochs=1, patience=None, bootstrap=5)
+    result = ht.pareto(beat_windows(), widths=(8,), variants=("stored", "stored+lut4"), seeds=(0,),
+                       settings=settings, progress=False)
+    lut = next(p for p in result["points"] if p["variant"] == "stored+lut4")
+    assert "would not save bytes" in lut["error"] and "metric" not in lut and "file_bytes" not in lut
+    row = next(r for r in result["summary"] if r["variant"] == "stored+lut4")
+    assert row["runs"] == 0 and row["failed"] == 1
