@@ -25,6 +25,9 @@ class ArduinoLibrary:
     #: Its TFLM reads one scale per output channel of a FULLY_CONNECTED weight
     #: (tflite-micro #2673, 2024-09); before, the first scale serves every channel.
     per_channel_fully_connected: bool = False
+    #: Its TFLM has the DECODE operator (custom code TFLM_DECODE) that runs
+    #: files with look-up-table weights of `tflite_micro.compression` (2025).
+    decode: bool = False
 
 
 #: Libraries by the name `--library` takes. Snapshots: read off the libraries'
@@ -50,8 +53,9 @@ ARDUINO_LIBRARIES = {
             "",
             "none: the sketch folder is built with your own tflite-micro checkout "
             "(tflm_app/emulator/Makefile, or another board's build)",
-            "tensorflow/tflite-micro 2024-09 or newer",
+            "tensorflow/tflite-micro 2024-09 or newer (2025 or newer for DECODE)",
             per_channel_fully_connected=True,
+            decode=True,
         ),
     )
 }

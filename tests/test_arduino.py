@@ -237,3 +237,23 @@ def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, t
     report = export_arduino(str(path), str(tmp_path / "Modern"), library="tflite-micro")
     assert "#include" not in (tmp_path / "Modern" / "tflm_library.h").read_text().split("#define")[-1]
     assert report["library"] == "tflite-micro"
+
+
+def test_look_up_table_weights_register_decode_and_are_refused_without_it(exported, tmp_path):
+    """A lut4 file (tflite_micro.compression) needs DECODE, a CUSTOM op the 2023 libraries lack."""
+    from hypertiny_keras.export import weight_codecs
+
+    model = keras.Sequential([keras.Input((STEPS, CHANNELS)), keras.layers.Conv1D(8, 5, activation="relu"),
+                              keras.layers.Conv1D(64, 1, activation="relu"), keras.layers.Conv1D(64, 1),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3)])
+    path = tmp_path / "wide.tflite"
+    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8, dense_per_tensor=True)
+    lut = tmp_path / "lut.tflite"
+    lut.write_bytes(weight_codecs.lut4(path.read_bytes()))
+    assert "TFLM_DECODE" in op_names(read_model(lut.read_bytes()))[0]
+    with pytest.raises(ValueError, match=rf"^{lut}: the chirale library's TFLM .* no DECODE operator"):
+        export_arduino(str(lut), str(tmp_path / "Refused"), library="chirale")
+    assert not (tmp_path / "Refused").exists()
+    export_arduino(str(lut), str(tmp_path / "Modern"), library="tflite-micro")
+    ops = (tmp_path / "Modern" / "model_ops.h").read_text()
+    assert "resolver.AddDecode()" in ops and "TFLM_DECODE" in ops

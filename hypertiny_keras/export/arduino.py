@@ -84,6 +84,7 @@ RESOLVER_METHODS = {
     "SUM": "AddSum",
     "TANH": "AddTanh",
     "TRANSPOSE": "AddTranspose",
+    "TFLM_DECODE": "AddDecode",
     "UNPACK": "AddUnpack",
     "VAR_HANDLE": "AddVarHandle",
 }
@@ -155,7 +156,13 @@ def _supported_ops(model: schema.ModelT) -> list[str]:
 
 
 def _check_library(model: schema.ModelT, library: ArduinoLibrary, name: str) -> None:
-    """Refuse what `library`'s TFLM would compute differently (one line, naming the file and the remedy)."""
+    """Refuse what `library`'s TFLM would compute differently or lacks (one line, naming the file and the remedy)."""
+    if not library.decode and any("TFLM_DECODE" in names for names in op_names(model)):
+        raise ValueError(
+            f"{name}: the {library.name} library's TFLM ({library.snapshot}) has no DECODE operator for the "
+            "look-up-table weights of this file (tflite_micro.compression): export it without the lut4 codec, "
+            "or choose library='tflite-micro'"
+        )
     if library.per_channel_fully_connected:
         return
     per_channel = []

@@ -115,12 +115,18 @@ def builtin_code(model: schema.ModelT, op: schema.OperatorT) -> int:
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
+def op_name(model: schema.ModelT, op: schema.OperatorT) -> str:
+    """The builtin name of `op` ("CONV_2D"), or its custom code for a CUSTOM operator ("TFLM_DECODE")."""
+    code = builtin_code(model, op)
+    custom = model.operatorCodes[op.opcodeIndex].customCode
+    if code == schema.BuiltinOperator.CUSTOM and custom is not None:
+        return custom.decode() if isinstance(custom, bytes) else str(custom)
+    return OP_NAMES[code]
+
+
 def op_names(model: schema.ModelT) -> list[list[str]]:
-    """Operator names of every subgraph, in execution order."""
-    return [
-        [OP_NAMES[builtin_code(model, op)] for op in (subgraph.operators or [])]
-        for subgraph in model.subgraphs
-    ]
+    """Operator names (`op_name`) of every subgraph, in execution order."""
+    return [[op_name(model, op) for op in (subgraph.operators or [])] for subgraph in model.subgraphs]
 
 
 def operator_code(model: schema.ModelT, code: int, version: int = 1) -> int:

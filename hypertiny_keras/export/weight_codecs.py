@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hypertiny_keras.export.flatbuffer import builtin_code, read_model, schema, write_model
+from hypertiny_keras.export.flatbuffer import builtin_code, op_name, read_model, schema, write_model
 
 #: Operators whose input 1 is the filter (input 2 the int32 bias, if any).
 FILTER_OPS = (
@@ -37,6 +37,8 @@ FILTER_OPS = (
     schema.BuiltinOperator.DEPTHWISE_CONV_2D,
     schema.BuiltinOperator.FULLY_CONNECTED,
 )
+#: Custom code of TFLM's DECODE operator.
+DECODE = "TFLM_DECODE"
 #: Entries of a 4-bit look-up table.
 LUT_ENTRIES = 16
 
@@ -213,7 +215,7 @@ def strip_decode_inputs(data: bytes) -> bytes:
     model = read_model(data)
     for subgraph in model.subgraphs:
         for op in subgraph.operators or []:
-            if model.operatorCodes[op.opcodeIndex].customCode in (b"TFLM_DECODE", "TFLM_DECODE"):
+            if op_name(model, op) == DECODE:
                 subgraph.tensors[op.inputs[0]].quantization = None
     return write_model(model)
 

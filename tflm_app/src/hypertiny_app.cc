@@ -78,9 +78,13 @@ HypertinyStatus check_ops(const tflite::Model* model) {
   const auto* codes = model->operator_codes();
   for (uint32_t i = 0; codes != nullptr && i < codes->size(); ++i) {
     const tflite::BuiltinOperator code = tflite::GetBuiltinCode(codes->Get(i));
-    if (g_resolver.FindOp(code) == nullptr) {
+    // A CUSTOM operator (TFLM's DECODE: "TFLM_DECODE") is registered by its custom code.
+    const auto* custom = code == tflite::BuiltinOperator_CUSTOM ? codes->Get(i)->custom_code() : nullptr;
+    const bool found = custom != nullptr ? g_resolver.FindOp(custom->c_str()) != nullptr
+                                         : g_resolver.FindOp(code) != nullptr;
+    if (!found) {
       log_line("hypertiny: op %s is not registered by model_ops.h",
-               tflite::EnumNameBuiltinOperator(code));
+               custom != nullptr ? custom->c_str() : tflite::EnumNameBuiltinOperator(code));
       return HypertinyStatus::kUnregisteredOp;
     }
   }
