@@ -168,6 +168,22 @@ def _export(args) -> None:
     print(report)
 
 
+def _compress(args) -> None:
+    data = _existing_file(args.file).read_bytes()
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    from hypertiny_keras.export import weight_codecs
+    from hypertiny_keras.export.flatbuffer import read_model
+    from hypertiny_keras.fileio import atomic_write
+
+    read_model(data, args.file)  # one line for a file that is not a .tflite
+    coded = weight_codecs.get(args.codec)(data)
+    atomic_write(out, coded)
+    print(f"{args.file}: {len(data):,} B -> {out}: {len(coded):,} B with {args.codec} weights "
+          f"({len(data) - len(coded):,} B less); lossy: score it again (hypertiny_keras.evaluation.evaluate)")
+
+
 def _inspect(args) -> None:
     data = _existing_file(args.file).read_bytes()
     from hypertiny_keras.export.inspect import format_inspection, inspect_tflite  # no Keras, no TensorFlow
@@ -260,6 +276,13 @@ def parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(run=_export)
 
+    c = sub.add_parser("compress", help="re-write an int8 .tflite's weights as int4 or 4-bit look-up tables")
+    c.add_argument("file", help="an int8 .tflite (frozen or boot) made by hypertiny export")
+    c.add_argument("--codec", choices=("int4", "lut4"), required=True,
+                   help="int4: packed int4 weights; lut4: 4-bit look-up tables run by DECODE (tflite-micro 2025+)")
+    c.add_argument("--out", required=True, help="the .tflite to write")
+    c.set_defaults(run=_compress)
+
     i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
@@ -293,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
-    for subparser in (q, e, i, m, d, s):  # -v also after the command; its default stays the main parser's
+    for subparser in (q, e, c, i, m, d, s):  # -v also after the command; its default stays the main parser's
         _add_verbose(subparser, argparse.SUPPRESS)
     return p
 

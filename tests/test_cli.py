@@ -262,3 +262,20 @@ def test_silenced_swallows_noise_and_keeps_error_lines(capfd, monkeypatch):
     with quiet.silenced():
         print("shown")
     assert capfd.readouterr().out == "shown\n"
+
+
+def test_compress_writes_a_smaller_file_that_tflm_runs(quickstart, tmp_path):
+    from hypertiny_keras.runtime import predict
+
+    out, _ = quickstart
+    source = out / "model_frozen_int8.tflite"
+    result = _run("compress", source, "--codec", "int4", "--out", tmp_path / "m4.tflite")
+    coded = (tmp_path / "m4.tflite").read_bytes()
+    assert 0 < len(coded) < source.stat().st_size and "int4 weights" in result.stdout
+    windows = np.load(out / "test_windows.npz")["windows"][:32]
+    assert predict(coded, windows).shape == predict(source.read_bytes(), windows).shape
+    _one_line_error(_run("compress", source, "--codec", "lut4", "--out", tmp_path / "l.tflite", check=False),
+                    "would not save bytes")  # the quickstart's 16-wide filters are too small for tables
+    assert not (tmp_path / "l.tflite").exists()
+    _one_line_error(_run("compress", tmp_path / "none.tflite", "--codec", "int4", "--out", tmp_path / "x.tflite",
+                         check=False), "none.tflite")
