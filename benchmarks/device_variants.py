@@ -7,7 +7,7 @@ blocks of `--width`, rank `--rank`, on Speech Commands' MFCC input shape
 fitted for one epoch on random inputs (instruction counts and bytes do not
 depend on how well a model is trained), exported as the Pareto grid deploys
 it (boot file for generated variants, frozen for stored ones, the codec for
-`+int4` / `+lut4`), written as a sketch with 8 test windows, and run by
+`+int4` / `+lut4`, `init_weight_bits=4` for `_w4`), written as a sketch with 8 test windows, and run by
 `hypertiny emulate` with CMSIS-NN kernels. Reported per variant: file bytes,
 steady-state instructions per inference and their ratio to the stored twin,
 synthesis instructions (the init subgraph, once at boot), the 32-bit arena,
@@ -33,7 +33,7 @@ from absl import app, flags  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_VARIANTS = ("stored,stored+int4,stored+lut4,lowrank_stored,lowrank_stored+int4,lowrank,kronecker,"
-                    "kronecker+int4,dense,factorized")
+                    "kronecker_w4,kronecker+int4,dense,dense_w4,factorized,factorized_w4")
 flags.DEFINE_string("sources", os.environ.get("HYPERTINY_EMULATOR_SOURCES"), "folder of the TFLM/CMSIS checkouts")
 flags.DEFINE_string("build", None, "emulator build folder, kept (default: temporary)")
 flags.DEFINE_string("variants", DEFAULT_VARIANTS, "comma-separated names of pareto_front.VARIANTS")
@@ -69,7 +69,7 @@ def _file(variant: str, work: pathlib.Path, x, y) -> tuple[pathlib.Path, str]:
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)
     mode = "boot" if generated_layers(model) else "frozen"
     path = work / f"{variant.replace('+', '_')}_{mode}.tflite"
-    export_tflite(model, x[:200], path, synthesis=mode)
+    export_tflite(model, x[:200], path, synthesis=mode, **(spec.export_options if mode == "boot" else {}))
     if spec.codec:
         path.write_bytes(weight_codecs.get(spec.codec)(path.read_bytes()))
     return path, mode

@@ -164,6 +164,7 @@ def _export(args) -> None:
             keep_metadata=args.keep_metadata,
             diet=args.diet,
             dense_per_tensor=args.dense_per_tensor,
+            init_weight_bits=args.init_weight_bits,
         )
     print(report)
 
@@ -257,6 +258,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--dense-per-tensor", action="store_true",
         help="one scale per FULLY_CONNECTED weight tensor: what the Arduino TFLM libraries (2023 snapshots) compute",
+    )
+    e.add_argument(
+        "--init-weight-bits", type=int, choices=(8, 4), default=8,
+        help="boot: bits of the init subgraph's FULLY_CONNECTED weights (4: packed int4, half their bytes; "
+        "heads still exact)",
     )
     e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
     e.add_argument(

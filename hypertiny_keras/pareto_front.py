@@ -62,12 +62,15 @@ class Variant:
             by the codec), or None.
         trains: the variant whose trained model and file this one uses
             (itself unless it is a codec of another).
+        export_options: passed to the boot export (`export_tflite`), e.g.
+            `{"init_weight_bits": 4}`.
     """
 
     description: str
     build: Callable
     codec: str | None = None
     trains: str | None = None
+    export_options: dict = dataclasses.field(default_factory=dict)
 
 
 #: Variant name -> `Variant`. Stored variants deploy the frozen file, generated ones the boot file;
@@ -80,6 +83,13 @@ VARIANTS: dict[str, Variant] = {
     "dense": Variant("the paper's dense heads (d_h = 16)", _generated("dense", lambda rank: None)),
     "factorized": Variant("the paper's factorized heads (basis rank 4)", _generated("factorized", lambda rank: 4)),
 }
+#: `<name>_w4`: the generated variant with its init subgraph's FULLY_CONNECTED weights packed int4
+#: (`export_tflite(init_weight_bits=4)`: heads still solved exactly, factors what int4 gives).
+VARIANTS.update({
+    f"{name}_w4": Variant(f"{VARIANTS[name].description}; init-subgraph weights packed int4", VARIANTS[name].build,
+                          export_options={"init_weight_bits": 4})
+    for name in ("lowrank", "kronecker", "dense", "factorized")
+})
 
 #: What each codec does to a deployed file, for the variant descriptions.
 CODEC_DESCRIPTIONS = {
@@ -189,6 +199,7 @@ def pareto(
         spec = ModelSpec(
             f"{base}_w{width}",
             lambda shape, classes, builder=builder, w=block_widths: builder(shape, classes, w, settings.rank),
+            export_options=VARIANTS[base].export_options,
         )
         with tempfile.TemporaryDirectory() as tmp:
             result, _ = run_model(spec, windows, seed, run_settings, export_dir=tmp)

@@ -8,7 +8,7 @@ import keras
 
 from hypertiny_keras import ExportError, ExportVerificationError, export_tflite, hypertiny_pw, inspect_tflite
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.export.flatbuffer import op_names, read_model
+from hypertiny_keras.export.flatbuffer import op_names, read_model, schema
 from hypertiny_keras.layers import HyperPointwise
 from hypertiny_keras.runtime import io_quantization, run_litert, run_tflm
 
@@ -125,6 +125,36 @@ def test_factor_kernels_boot_exactly_and_store_less_than_the_kernel(tmp_path, be
     held_out = x[600:900]
     a, b = _tflm_int8(tmp_path / "frozen.tflite", held_out), _tflm_int8(tmp_path / "boot.tflite", held_out)
     assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.95
+
+
+@pytest.mark.parametrize("head,rank", [("dense", None), ("factorized", 3), ("kronecker", 2)])
+def test_int4_init_weights_halve_their_bytes_and_keep_boot_equal_to_frozen(tmp_path, beats, head, rank):
+    """init_weight_bits=4: the init subgraph's FULLY_CONNECTED weights are packed INT4 in the file."""
+    x = beats[0]
+    model = _trained(beats, (16, 32, 32), head, rank)
+    eight = export_tflite(model, x[:200], tmp_path / "boot8.tflite", synthesis="boot")
+    four = export_tflite(model, x[:200], tmp_path / "boot4.tflite", synthesis="boot", init_weight_bits=4)
+    assert four.init_weight_bits == 4 and eight.init_weight_bits == 8
+    v = four.verification
+    assert v["boot_vs_equivalent_identical"] and v["tflm_vs_litert_max_steps"] <= 1
+    init = read_model((tmp_path / "boot4.tflite").read_bytes()).subgraphs[1]
+    weights = [init.tensors[op.inputs[1]] for op in init.operators if len(op.inputs) > 1
+               and init.tensors[op.inputs[1]].type in (schema.TensorType.INT4, schema.TensorType.INT8)
+               and init.tensors[op.inputs[1]].buffer > 0]
+    int4_layers = [layer for layer in four.generated_layers if layer["weight_bits"] == 4]
+    assert int4_layers, four.generated_layers  # int8 only where int4 heads cannot hit every target
+    assert sum(t.type == schema.TensorType.INT4 for t in weights) >= len(int4_layers) >= 1
+    assert four.bytes_by_role["heads"] < eight.bytes_by_role["heads"]
+    if len(int4_layers) == len(four.generated_layers):
+        assert four.bytes_by_role["heads"] <= eight.bytes_by_role["heads"] // 2 + 16 * len(four.generated_layers)
+    assert four.file_bytes < eight.file_bytes
+    if head != "kronecker":  # solved heads: the same int8 filters as the converter's, so the frozen file's outputs
+        assert all(layer["exact_fraction"] == 1.0 for layer in four.generated_layers)
+        held_out = x[600:700]
+        assert np.array_equal(_tflm_int8(tmp_path / "boot4.tflite", held_out),
+                              _tflm_int8(tmp_path / "boot8.tflite", held_out))
+    with pytest.raises(ExportError, match="init_weight_bits must be 8 or 4"):
+        export_tflite(model, x[:200], tmp_path / "boot6.tflite", init_weight_bits=6)
 
 
 def test_factor_kernel_after_a_sign_flipping_batch_norm_is_refused(tmp_path, beats):

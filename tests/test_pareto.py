@@ -63,7 +63,7 @@ def test_bad_grids_are_refused():
 
 def test_codec_variants_share_the_stored_model_and_shrink_its_file():
     settings = ParetoSettings(depth=2, rank=2, epochs=1, patience=None, bootstrap=5)
-    names = ("stored", "stored+int4", "stored+lut4", "kronecker+int4")
+    names = ("stored", "stored+int4", "stored+lut4", "kronecker+int4", "kronecker_w4")
     result = ht.pareto(beat_windows(), widths=(48,), variants=names, seeds=(0,), settings=settings, progress=False)
     points = {p["variant"]: p for p in result["points"]}
     assert set(points) == set(names) and all("metric" in p for p in points.values()), points
@@ -77,6 +77,9 @@ def test_codec_variants_share_the_stored_model_and_shrink_its_file():
     boot = points["kronecker+int4"]
     assert boot["deployed"] == "boot" and boot["generated_ram_bytes"] > 0
     assert boot["ram_bytes"] == boot["arena_bytes"] + boot["generated_ram_bytes"]
+    # init_weight_bits=4: an exported, verified boot file of its own training run.
+    w4 = points["kronecker_w4"]
+    assert w4["deployed"] == "boot" and "codec" not in w4 and w4["generated_ram_bytes"] == boot["generated_ram_bytes"]
 
 
 def test_a_codec_that_cannot_apply_records_an_error_not_the_base_metric():

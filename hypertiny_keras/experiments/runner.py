@@ -39,6 +39,8 @@ class ModelSpec:
     features; default: the windows themselves). `deploy` splits a trained
     model into the part exported to int8 and the float step the device runs
     on its inputs before it (default: the whole model, no step).
+    `export_options` are passed to every `export_tflite` of the model (e.g.
+    `{"init_weight_bits": 4}`).
     """
 
     name: str
@@ -47,6 +49,7 @@ class ModelSpec:
     loss: dict = dataclasses.field(default_factory=dict)
     inputs: Callable[[Windows], np.ndarray] | None = None
     deploy: Callable[[keras.Model], tuple[keras.Model, Callable[[np.ndarray], np.ndarray]]] | None = None
+    export_options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def needs_teacher(self) -> bool:
@@ -204,7 +207,8 @@ def run_model(
             for mode in ("frozen", "boot") if generated else ("frozen",):
                 path = directory / f"{spec.name}_seed{seed}_{mode}.tflite"
                 try:
-                    report = export_tflite(deployed, device_step(calibration), path, synthesis=mode)
+                    options = spec.export_options if mode == "boot" else {}
+                    report = export_tflite(deployed, device_step(calibration), path, synthesis=mode, **options)
                 except ExportVerificationError as error:  # recorded; the other runs go on
                     result["exports"][mode] = {"error": str(error)}
                     continue

@@ -48,6 +48,7 @@ class ExportPlan:
     dense_per_tensor: bool
     layers: list[HyperPointwise]
     generator: PointwiseGenerator | None
+    init_weight_bits: int = 8
 
 
 def check_representative_data(model: keras.Model, data) -> np.ndarray:
@@ -155,6 +156,7 @@ def analyze(
     tolerance_steps: float = 64.0,
     allow_inexact: bool = False,
     dense_per_tensor: bool = False,
+    init_weight_bits: int = 8,
 ) -> ExportPlan:
     """Check everything `export_tflite` needs before it converts (see its arguments).
 
@@ -169,6 +171,8 @@ def analyze(
         raise ExportError(f"verify_samples must be >= 1, got {verify_samples}")
     if not float(tolerance_steps) >= 0:  # NaN fails too
         raise ExportError(f"tolerance_steps must be a number >= 0, got {tolerance_steps}")
+    if init_weight_bits not in (4, 8):
+        raise ExportError(f"init_weight_bits must be 8 or 4, got {init_weight_bits!r}")
     path, report_path = _check_paths(path)
     _check_structure(model)
     layers = generated_layers(model)
@@ -182,5 +186,5 @@ def analyze(
         per_channel=bool(per_channel), keep_metadata=bool(keep_metadata), verify_samples=int(verify_samples),
         tolerance_steps=float(tolerance_steps), allow_inexact=bool(allow_inexact),
         dense_per_tensor=bool(dense_per_tensor), layers=layers,
-        generator=generator,
+        generator=generator, init_weight_bits=int(init_weight_bits),
     )

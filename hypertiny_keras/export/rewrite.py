@@ -36,11 +36,15 @@ from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, compac
 
 OPS = schema.BuiltinOperator
 INT8, INT32, RESOURCE = schema.TensorType.INT8, schema.TensorType.INT32, schema.TensorType.RESOURCE
+INT4 = schema.TensorType.INT4
+#: Largest |value| of a weight of `bits` bits in the init subgraph (symmetric).
+WEIGHT_LEVELS = {8: 127, 4: 7}
 _FC_VERSION = 4  # int8 FULLY_CONNECTED; the converter's version is reused when present
 _HEAD_HEADROOM = 100  # largest |weight| of a solved step before compensation, in int8 steps
 _FINE = 0.999  # a solved step moves its output by at most this many steps per weight step
 _MIN_ACTIVATION_SCALE = 1e-6
 _MULTIPLIER_RETRIES = (1.0, 0.5, 2.0, 0.25, 4.0, 0.125, 8.0)
+_REPAIR_PASSES = 3  # extra passes over the weights of rows the first pass left outside their target
 
 
 class BootExportError(ExportError):
@@ -65,6 +69,9 @@ class GeneratedLayer:
     exact_fraction: float
     max_error_lsb: int
     kernel_error_lsb: float
+    #: Bits of the layer's own init-subgraph weights (its head or right factor): the export's
+    #: `init_weight_bits`, or 8 where int4 heads could not hit every target.
+    weight_bits: int = 8
 
 
 @dataclasses.dataclass
@@ -101,9 +108,9 @@ def _numpy(variable) -> np.ndarray:
 
 
 def _symmetric(x: np.ndarray, levels: float = 127.0) -> tuple[np.ndarray, float]:
-    """Per-tensor symmetric int8: values and scale (largest |x| maps to `levels`)."""
+    """Per-tensor symmetric integers in -levels..levels (int8 dtype): values and scale (largest |x| maps to `levels`)."""
     scale = float(np.float32(max(float(np.abs(x).max(initial=0.0)) / levels, 1e-12)))
-    return np.clip(np.round(x / scale), -127, 127).astype(np.int8), scale
+    return np.clip(np.round(x / scale), -levels, levels).astype(np.int8), scale
 
 
 def _activation_quantization(x: np.ndarray) -> tuple[float, int]:
@@ -148,6 +155,10 @@ class _Writer:
         return len(self.model.buffers) - 1
 
     def tensor(self, subgraph, name, shape, dtype, data=None, quantization=None) -> int:
+        if dtype == INT4 and data is not None:  # stored packed, two values per byte (TFLite's layout)
+            from hypertiny_keras.export.weight_codecs import pack_int4
+
+            data = pack_int4(data)
         tensor = schema.TensorT()
         tensor.name = name.encode()
         tensor.shape = np.asarray(shape, np.int32)
@@ -183,17 +194,19 @@ class _Writer:
         return op, resource
 
 
-def solve_step(real: np.ndarray, x: np.ndarray, targets: np.ndarray, multiplier) -> np.ndarray:
-    """int8 weights `(outputs, len(x))` whose FULLY_CONNECTED output on `x` equals `targets` where possible.
+def solve_step(real: np.ndarray, x: np.ndarray, targets: np.ndarray, multiplier, limit: int = 127) -> np.ndarray:
+    """Weights in -limit..limit `(outputs, len(x))` whose FULLY_CONNECTED output on `x` equals `targets` where possible.
 
     Starts from `round(real)` and moves each row's accumulator to the
     accumulator that maps to its target (greedily, adjusting the weights
     that meet the largest inputs first: with a multiplier of at most
     `_FINE / min |x|` the last adjustment always lands when no weight
-    saturates); rows still outside are then searched exhaustively over
-    +-4 on the three weights that meet the smallest inputs.
+    saturates); rows still outside (saturated weights) get up to
+    `_REPAIR_PASSES` more passes, smallest inputs first, and are then
+    searched exhaustively over +-4 on the three weights that meet the
+    smallest inputs.
     """
-    head = np.clip(np.round(real), -127, 127).astype(np.int64)
+    head = np.clip(np.round(real), -limit, limit).astype(np.int64)
     low, high = fixed_point.accumulator_interval(targets, multiplier)
     q, shift = multiplier
     m = q * 2.0**shift / 2.0**31
@@ -201,16 +214,30 @@ def solve_step(real: np.ndarray, x: np.ndarray, targets: np.ndarray, multiplier)
     order = [j for j in np.argsort(-np.abs(x), kind="stable") if x[j] != 0]
     for j in order:
         step = np.round((goal - head @ x) / x[j]).astype(np.int64)
-        head[:, j] = np.clip(head[:, j] + step, -127, 127)
+        head[:, j] = np.clip(head[:, j] + step, -limit, limit)
     acc = head @ x
     missing = np.flatnonzero((acc < low) | (acc > high))
+    for _ in range(_REPAIR_PASSES if missing.size else 0):
+        # Saturated weights (likely with a narrow range such as int4's) leave rows short: move the other
+        # weights of those rows, smallest inputs first, each by what it can still take.
+        for j in order[::-1]:
+            rows = missing[(acc[missing] < low[missing]) | (acc[missing] > high[missing])]
+            if not rows.size:
+                break
+            step = np.round((goal[rows] - acc[rows]) / x[j]).astype(np.int64)
+            moved = np.clip(head[rows, j] + step, -limit, limit)
+            acc[rows] += (moved - head[rows, j]) * x[j]
+            head[rows, j] = moved
+        missing = np.flatnonzero((acc < low) | (acc > high))
+        if not missing.size:
+            break
     fine = order[-3:]
     if missing.size and fine:
         grid = np.stack(np.meshgrid(*[np.arange(-4, 5)] * len(fine), indexing="ij"), -1).reshape(-1, len(fine))
         candidates = acc[missing, None] + grid @ x[fine]  # (rows, combos)
         entries = head[missing][:, fine][:, None, :] + grid[None]  # (rows, combos, k)
         valid = (candidates >= low[missing, None]) & (candidates <= high[missing, None])
-        valid &= np.all(np.abs(entries) <= 127, axis=-1)
+        valid &= np.all(np.abs(entries) <= limit, axis=-1)
         distance = np.where(valid, np.abs(candidates - goal[missing, None]), np.iinfo(np.int64).max)
         best = distance.argmin(1)
         solved = valid[np.arange(missing.size), best]
@@ -228,8 +255,13 @@ class Emitter:
     solved for its exact int8 target.
     """
 
-    def __init__(self, model: schema.ModelT, layers):
+    def __init__(self, model: schema.ModelT, layers, weight_bits: int = 8):
         self.model = model
+        #: Bits of the FULLY_CONNECTED weights written (8, or 4: packed int4); inputs stay int8.
+        self.levels = WEIGHT_LEVELS[weight_bits]
+        self.weight_type = INT4 if weight_bits == 4 else INT8
+        #: Layers whose solved head is int8 although `weight_bits` is 4 (int4 could not hit every target).
+        self.int8_fallbacks: list[str] = []
         self.writer = _Writer(model)
         self.init = schema.SubGraphT()
         self.init.name, self.init.tensors, self.init.operators = b"hypertiny_init", [], []
@@ -243,10 +275,10 @@ class Emitter:
             _, self.code_scale = _symmetric(codes)
 
     def _constant(self, key: str, matrix: np.ndarray) -> tuple[int, np.ndarray, float]:
-        """A symmetric int8 constant `(out, in)`, written once per `key`."""
+        """A symmetric weight constant `(out, in)` of the emitter's weight bits, written once per `key`."""
         if key not in self.shared:
-            values, scale = _symmetric(matrix)
-            index = self.writer.tensor(self.init, key, values.shape, INT8, values, _quantization(scale))
+            values, scale = _symmetric(matrix, self.levels)
+            index = self.writer.tensor(self.init, key, values.shape, self.weight_type, values, _quantization(scale))
             self.shared[key] = (index, values, scale)
         return self.shared[key]
 
@@ -288,37 +320,50 @@ class Emitter:
         return Activations(t_out, out, out_scale, out_zero)
 
     def exact_fully_connected(self, name: str, source: Activations, weights, target, value_scales):
-        """The last step: `source @ weights` `(in, C_out*C_in)`, its int8 weights solved to give `target`.
+        """The last step: `source @ weights` `(in, C_out*C_in)`, its weights solved to give `target`.
+
+        The weights have the emitter's bits; where int4 weights cannot hit
+        every target (their range saturates), this layer's head falls back
+        to int8 (`self.int8_fallbacks` names it), so the kernel stays exact.
 
         Returns:
             (tensor index of the int8 output `(1, C_out*C_in)`, the values the device computes).
         """
         x = source.centered()
         real = (source.scale * _numpy(weights).T) * value_scales[:, None]  # target steps per input step
+        target = np.asarray(target, np.int64)
+        levels, dtype = self.levels, self.weight_type
+        best = self._solve_head(real, x, source, target, levels)
+        if best[0] and levels < WEIGHT_LEVELS[8]:
+            levels, dtype = WEIGHT_LEVELS[8], INT8
+            best = self._solve_head(real, x, source, target, levels)
+            self.int8_fallbacks.append(name)
+        _, weight_scale, head, synthesised = best
+        t_head = self.writer.tensor(self.init, f"{name}/head", head.shape, dtype, head, _quantization(weight_scale))
+        t_w = self.writer.tensor(self.init, f"{name}/w", [1, head.shape[0]], INT8, None, _quantization(1.0))
+        self.writer.fully_connected(self.init, [source.tensor, t_head, -1], t_w, 0)
+        return t_w, synthesised
+
+    def _solve_head(self, real, x, source: Activations, target, levels: int):
+        """(misses, weight scale, head, synthesised) of the best multiplier for weights in -levels..levels."""
         nonzero = np.abs(x[x != 0])
-        candidates = [float(np.abs(real).max(initial=0.0)) / _HEAD_HEADROOM]
+        candidates = [float(np.abs(real).max(initial=0.0)) / (_HEAD_HEADROOM * levels / WEIGHT_LEVELS[8])]
         if nonzero.size:
             candidates.append(_FINE / float(nonzero.min()))
         m = min(c for c in candidates if c > 0) if any(c > 0 for c in candidates) else 1.0
-        target = np.asarray(target, np.int64)
         best = None
         for factor in _MULTIPLIER_RETRIES:  # saturated weights can miss: try coarser and finer steps
             weight_scale = float(np.float32(m * factor / source.scale))
             multiplier = fixed_point.tflm_multiplier(source.scale, weight_scale, 1.0)
             real_int = real / float(np.float32(source.scale) * np.float32(weight_scale))
-            head = solve_step(real_int, x, target, multiplier)
+            head = solve_step(real_int, x, target, multiplier, levels)
             synthesised = fixed_point.fully_connected(source.values, source.zero_point, head, None, multiplier, 0)
             misses = int(np.sum(synthesised != target))
             if best is None or misses < best[0]:
                 best = (misses, weight_scale, head, synthesised)
             if misses == 0:
                 break
-        _, weight_scale, head, synthesised = best
-        t_head = self.writer.tensor(self.init, f"{name}/head", head.shape, INT8, head, _quantization(weight_scale))
-        t_w = self.writer.tensor(self.init, f"{name}/w", [1, head.shape[0]], INT8, None, _quantization(1.0))
-        self.writer.fully_connected(self.init, [source.tensor, t_head, -1], t_w, 0)
-        return t_w, synthesised
-
+        return best
 
     def factor_product(self, name: str, left: np.ndarray, right: np.ndarray, layout=None):
         """A kernel made by one FULLY_CONNECTED of two per-layer factors: `left @ right.T`.
@@ -335,15 +380,15 @@ class Emitter:
             kernel order as the device computes them, their one scale; zero
             point 0, so the values serve as a CONV_2D filter).
         """
-        left_q, left_scale = _symmetric(left)
-        right_q, right_scale = _symmetric(right)
+        left_q, left_scale = _symmetric(left)  # the FULLY_CONNECTED input: int8
+        right_q, right_scale = _symmetric(right, self.levels)
         product = (left_q.astype(np.float64) * left_scale) @ (right_q.astype(np.float64) * right_scale).T
         scale = float(np.float32(max(float(np.abs(product).max(initial=0.0)) / 127.0, _MIN_ACTIVATION_SCALE)))
         values = fixed_point.fully_connected(
             left_q, 0, right_q, None, fixed_point.tflm_multiplier(left_scale, right_scale, scale), 0
         )
         t_left = self.writer.tensor(self.init, f"{name}/left", left_q.shape, INT8, left_q, _quantization(left_scale))
-        t_right = self.writer.tensor(self.init, f"{name}/right", right_q.shape, INT8, right_q,
+        t_right = self.writer.tensor(self.init, f"{name}/right", right_q.shape, self.weight_type, right_q,
                                      _quantization(right_scale))
         # With no move, the product is written straight into the 4-D filter shape: TFLM's FULLY_CONNECTED
         # reads rows (batches) and units from the output's dimensions, (C_out, 1, 1, C_in) gives the same.
@@ -420,7 +465,9 @@ def _match_convs(model, kernels: dict[str, np.ndarray]) -> dict[str, tuple[schem
     return matches
 
 
-def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, allow_inexact: bool = False) -> Rewrite:
+def add_init_subgraph(
+    model: schema.ModelT, layers, per_channel: bool = True, allow_inexact: bool = False, weight_bits: int = 8
+) -> Rewrite:
     """Rewrite `model` (converted from the frozen Keras model) in place for boot-time synthesis.
 
     Args:
@@ -431,6 +478,10 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
             identical to the frozen file's). `False`: one scale per filter.
         allow_inexact: write the file even where the device cannot
             synthesise a layer's target exactly (the misses are reported).
+        weight_bits: bits of the init subgraph's FULLY_CONNECTED weights
+            (generator, basis, heads, right factors): 8, or 4 (packed int4,
+            half the bytes). Heads are still solved for the exact int8
+            target; factor kernels are what the int4 arithmetic gives.
 
     Raises:
         BootExportError: no CONV_2D holds a generated kernel, or (unless
@@ -440,7 +491,7 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
         raise BootExportError("the model has no HyperPointwise layer")
     kernels = {layer.name: _numpy(layer.generated_kernel()) for layer in layers}
     matches = _match_convs(model, kernels)
-    emitter = Emitter(model, layers)
+    emitter = Emitter(model, layers, weight_bits)
     writer, init, main = emitter.writer, emitter.init, model.subgraphs[0]
     model.subgraphs.append(init)
 
@@ -524,6 +575,7 @@ def add_init_subgraph(model: schema.ModelT, layers, per_channel: bool = True, al
                 exact_fraction=float(np.mean(miss == 0)),
                 max_error_lsb=int(miss.max()),
                 kernel_error_lsb=float((np.abs(synthesised * row_scales[:, None] - target_kernel) / row_scales[:, None]).max()),
+                weight_bits=8 if name in emitter.int8_fallbacks else weight_bits,
             )
         )
     if inexact and not allow_inexact:

@@ -74,6 +74,7 @@ class ExportReport:
     layers: list = dataclasses.field(default_factory=list)
     macs: dict = dataclasses.field(default_factory=dict)
     dense_per_tensor: bool = False
+    init_weight_bits: int = 8
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,6 +157,7 @@ def export_tflite(
     allow_inexact: bool = False,
     diet: bool = True,
     dense_per_tensor: bool = False,
+    init_weight_bits: int = 8,
 ) -> ExportReport:
     """Export `model` to a full-integer int8 `.tflite` and verify it before writing.
 
@@ -193,6 +195,14 @@ def export_tflite(
             only since 2024-09: both Arduino libraries' snapshots would use the
             first scale for every channel, and `export_arduino` refuses such
             a file for them).
+        init_weight_bits: boot only. Bits of the init subgraph's
+            FULLY_CONNECTED weights (shared generator, basis, heads, right
+            factors): 8, or 4 (packed int4: half their bytes; codes and
+            left factors are FULLY_CONNECTED inputs and stay int8). Heads of
+            dense/factorized kinds are still solved for the exact int8 filter
+            (boot == frozen bit for bit, or the layer is refused as inexact);
+            lowrank/kronecker kernels are what the int4 factors give, and the
+            frozen equivalent is built from them.
 
     Returns:
         The `ExportReport`.
@@ -211,7 +221,7 @@ def export_tflite(
     """
     plan = analyze(
         model, representative_data, path, synthesis, io_dtype, per_channel, keep_metadata, verify_samples,
-        tolerance_steps, allow_inexact, dense_per_tensor,
+        tolerance_steps, allow_inexact, dense_per_tensor, init_weight_bits,
     )
     converted = convert(plan)
 
@@ -235,7 +245,7 @@ def export_tflite(
     data, stripped = frozen, frozen_stripped
     if plan.synthesis == "boot":
         flat = read_model(converted)
-        rewrite = add_init_subgraph(flat, plan.layers, plan.per_channel, plan.allow_inexact)
+        rewrite = add_init_subgraph(flat, plan.layers, plan.per_channel, plan.allow_inexact, plan.init_weight_bits)
         layers, same_as_converter = rewrite.layers, rewrite.matches_converter
         main_graph, _ = finish(frozen_equivalent(flat, rewrite))
         data, stripped = finish(flat)
@@ -253,6 +263,7 @@ def export_tflite(
         io_dtype=plan.io_dtype,
         per_channel=plan.per_channel,
         dense_per_tensor=plan.dense_per_tensor,
+        init_weight_bits=plan.init_weight_bits if plan.synthesis == "boot" else 8,
         file_bytes=len(data),
         stripped_bytes=stripped,
         diet_bytes=diet_by_file[data],
