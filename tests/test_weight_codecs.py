@@ -140,3 +140,21 @@ def test_int4_packs_the_init_subgraph_weights_of_a_boot_file(tmp_path):
     assert schema.TensorType.INT4 in init  # the factors that FULLY_CONNECTED reads as weights
     reference, coded = predict(data, x), predict(out, x)
     assert (coded.argmax(1) == reference.argmax(1)).mean() >= 0.8
+
+
+def test_int4_packs_a_generator_read_by_every_layer_once(tmp_path):
+    """Dense heads: one generator kernel feeds every layer's first FULLY_CONNECTED; it is packed once."""
+    import keras
+
+    from hypertiny_keras.models import hypertiny_pw
+
+    keras.utils.set_random_seed(0)
+    model = hypertiny_pw((LENGTH, 1), 2, widths=(16, 16, 16), head="dense")
+    x = np.random.default_rng(0).normal(size=(32, LENGTH, 1)).astype(np.float32)
+    export_tflite(model, x, tmp_path / "boot.tflite", synthesis="boot")
+    data = (tmp_path / "boot.tflite").read_bytes()
+    out = weight_codecs.int4(data)
+    init = read_model(out).subgraphs[1]
+    readers = [op.inputs[1] for op in init.operators if len(op.inputs) > 1]
+    assert len(readers) > len(set(readers))  # a shared weight tensor
+    assert (predict(out, x).argmax(1) == predict(data, x).argmax(1)).mean() >= 0.5

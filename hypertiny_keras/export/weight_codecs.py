@@ -44,8 +44,12 @@ LUT_ENTRIES = 16
 
 
 def _filters(model: schema.ModelT) -> list[tuple[int, int, int]]:
-    """(subgraph, filter tensor, bias tensor or -1) of every int8 filter with stored values."""
-    found = []
+    """(subgraph, filter tensor, bias tensor or -1) of every int8 filter with stored values, each once.
+
+    A filter read by several operators (the shared generator of an init
+    subgraph is read once per generated layer) is listed once.
+    """
+    found = {}
     for s, subgraph in enumerate(model.subgraphs):
         for op in subgraph.operators or []:
             if builtin_code(model, op) not in FILTER_OPS or len(op.inputs) < 2:
@@ -53,8 +57,8 @@ def _filters(model: schema.ModelT) -> list[tuple[int, int, int]]:
             tensor = subgraph.tensors[op.inputs[1]]
             data = model.buffers[tensor.buffer].data
             if tensor.type == schema.TensorType.INT8 and data is not None and len(data):
-                found.append((s, int(op.inputs[1]), int(op.inputs[2]) if len(op.inputs) > 2 else -1))
-    return found
+                found.setdefault((s, int(op.inputs[1])), int(op.inputs[2]) if len(op.inputs) > 2 else -1)
+    return [(s, f, b) for (s, f), b in found.items()]
 
 
 def _own_buffer(model: schema.ModelT, tensor: schema.TensorT) -> None:
