@@ -120,7 +120,10 @@ def write_index(root: str | pathlib.Path) -> pathlib.Path:
         "On a microcontroller: [device.md](device.md) (`benchmarks/device.py`) runs the quickstart and "
         "MIT-BIH files on an emulated Cortex-M4F: instructions per inference and of the synthesis, boot / "
         "frozen ratio, 32-bit arena, flash; [arduino_libraries.md](arduino_libraries.md) the quickstart on the two "
-        "Arduino libraries' TFLM.",
+        "Arduino libraries' TFLM; [device_variants.md](device_variants.md) every parameterization of the Pareto "
+        "grid (stored, int4, look-up tables, low rank, generated, int4 init weights) at width 64. Bytes against "
+        "accuracy: [pareto/](pareto/README.md); where the bytes of a small file go: "
+        "[flatbuffer_overhead.md](flatbuffer_overhead.md).",
         "",
         "| experiment | dataset | metric | paper HyperTinyPW | ours HyperTinyPW | ours HyperTinyPW int8 TFLM "
         "| ours stored-PW twin | ours RegularCNN |",
