@@ -148,6 +148,8 @@ def test_int4_init_weights_halve_their_bytes_and_keep_boot_equal_to_frozen(tmp_p
     if len(int4_layers) == len(four.generated_layers):
         assert four.bytes_by_role["heads"] <= eight.bytes_by_role["heads"] // 2 + 16 * len(four.generated_layers)
     assert four.file_bytes < eight.file_bytes
+    assert f"int4 in {len(int4_layers)} of {len(four.generated_layers)} layers" in str(four)
+    assert "init-subgraph weights" not in str(eight)
     if head != "kronecker":  # solved heads: the same int8 filters as the converter's, so the frozen file's outputs
         assert all(layer["exact_fraction"] == 1.0 for layer in four.generated_layers)
         held_out = x[600:700]

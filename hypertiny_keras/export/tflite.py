@@ -137,6 +137,11 @@ class ExportReport:
                 if v["tflm_vs_float_top1"] is not None
                 else ""
             ),
+            *(
+                [f"  init-subgraph weights: int4 in {sum(g['weight_bits'] == 4 for g in self.generated_layers)} of "
+                 f"{len(self.generated_layers)} layers (int8 where int4 heads cannot hit every target)"]
+                if self.init_weight_bits == 4 else []
+            ),
             f"  invoke: TFLM first {t['tflm_first']:.0f} us, median {t['tflm_median']:.0f} us; "
             f"LiteRT first {t['litert_first']:.0f} us, median {t['litert_median']:.0f} us "
             "(this host; not device figures: hypertiny emulate counts a Cortex-M4's instructions)",
