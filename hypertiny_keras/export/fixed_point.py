@@ -32,11 +32,17 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 def tflm_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
     """The per-tensor FULLY_CONNECTED multiplier TFLM derives from float32 scales.
 
-    `GetQuantizedConvolutionMultipler` multiplies the two float32 scales in
-    float32, then divides in double by the output scale.
+    `GetQuantizedConvolutionMultipler(context, input, filter, bias, output, ...)`
+    (the overload FULLY_CONNECTED calls, bias or not) widens both float32
+    scales to double before it multiplies them, then divides by the output
+    scale in double (tensorflow/lite/kernels/kernel_util.cc, in today's TFLM
+    and in both Arduino libraries' snapshots). A float32 product differs in
+    rare cases: a lowrank kernel whose scales gave exactly 2^-7 in float32
+    but 2^-7 (1 + 1.8e-8) in double lost one step on a value at -20.5 (found
+    by the Speech Commands front: boot != frozen, refused by the export).
     """
-    product = np.float32(input_scale) * np.float32(filter_scale)
-    return quantize_multiplier(float(product) / float(np.float32(output_scale)))
+    product = float(np.float32(input_scale)) * float(np.float32(filter_scale))
+    return quantize_multiplier(product / float(np.float32(output_scale)))
 
 
 def _high_mul(a: np.ndarray, b: int) -> np.ndarray:
