@@ -46,10 +46,10 @@ REFERENCES = {
         "HyperTinyPW macro-F1 .567, AUC .962, accuracy .902 at 225.3 kB on AAMI V-vs-rest with a patient-wise split",
         "windows centred on each beat; the de Chazal folders use the inter-patient DS1/DS2 division, harder "
         "than the paper's patient-wise split (which `mitbih_paper` follows, 80/10/10 by seed); 5 s windows are "
-        "resampled to 180 Hz and training is capped (see each folder) to fit 2 CPU cores. Scores are "
-        "median-smoothed over 5 beats along each record, as for the other datasets: this erases isolated "
-        "ectopic beats and caps macro-F1 near 0.6 for every model; `mitbih_dechazal_beat_nosmooth` shows the "
-        "same beats without it",
+        "resampled to 180 Hz and training is capped (see each folder) to fit 2 CPU cores. The 0.7 s beat "
+        "folder is scored beat by beat; the 5 s-window folders median-smooth each score over 5 windows "
+        "along the record, as for the other datasets, which erases isolated ectopic beats and caps macro-F1 "
+        "near 0.6 for every model (the 0.7 s beat folder, smoothed so until 2026-12-03, had every model at 0.56-0.60)",
     ),
     "ptbxl": Reference(
         "macro_f1", 0.629, 225.5,

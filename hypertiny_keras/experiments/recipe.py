@@ -71,8 +71,9 @@ def run_from_flags(
         bootstrap=50 if quick else FLAGS.bootstrap,
         kernel=FLAGS.smoothing,
     )
-    smoothing = (f"; scores median-smoothed over {FLAGS.smoothing} windows along each record"
-                 if len(windows.class_names) == 2 else "")  # binary tasks only (evaluate_binary)
+    smoothing = ("" if len(windows.class_names) != 2  # binary tasks only (evaluate_binary)
+                 else "; scores not smoothed (each window scored alone)" if FLAGS.smoothing == 1
+                 else f"; scores median-smoothed over {FLAGS.smoothing} windows along each record")
     notes = f"Windows: {windows.x.shape[1:]} at {windows.fs:g} Hz; splits capped at {limits}{smoothing}. {notes}"
     if FLAGS.report_only:
         print(f"wrote {write_report(FLAGS.out, dataset, notes)}")
