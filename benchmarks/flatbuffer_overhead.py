@@ -29,15 +29,6 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 TARGET_SHARE = 0.25  # the target: overhead <= 25% of the file
 
 
-def _filter_tensors(model):
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators or []:
-            if len(op.inputs) > 1 and op.inputs[1] >= 0:
-                tensor = subgraph.tensors[op.inputs[1]]
-                if model.buffers[tensor.buffer].data is not None:
-                    yield tensor
-
-
 def _drop_quantization(model) -> None:
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -45,8 +36,10 @@ def _drop_quantization(model) -> None:
 
 
 def _one_filter_zero_point(model) -> None:
-    for tensor in _filter_tensors(model):
-        q = tensor.quantization
+    from hypertiny_keras.export.weight_codecs import filters
+
+    for subgraph, index, _ in filters(model):
+        q = model.subgraphs[subgraph].tensors[index].quantization
         if q is not None and q.zeroPoint is not None and len(q.zeroPoint) > 1:
             q.zeroPoint = [0]
 

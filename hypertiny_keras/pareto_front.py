@@ -236,12 +236,17 @@ def _point(result: dict, variant: str, width: int, seed: int, metric: str) -> di
     return {
         **point,
         "file_bytes": int(entry["file_bytes"]),
-        "weight_bytes": int(sum(v for k, v in entry["bytes_by_role"].items() if k != "flatbuffer_overhead")),
+        "weight_bytes": _weight_bytes(entry["bytes_by_role"]),
         "arena_bytes": int(entry["arena_bytes"]),
         "generated_ram_bytes": generated,
         "ram_bytes": int(entry["arena_bytes"]) + generated,
         "metric": float(entry["int8_tflm"]["metrics"][metric]["value"]),
     }
+
+
+def _weight_bytes(bytes_by_role: dict) -> int:
+    """Bytes of a file's constant data: every role but the flatbuffer structure."""
+    return int(sum(v for k, v in bytes_by_role.items() if k != "flatbuffer_overhead"))
 
 
 def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings, seed: int, metric: str) -> dict:
@@ -260,14 +265,13 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
     except ValueError as error:  # e.g. lut4 on a file with no filter large enough: no point of its own
         kept = ("variant", "width", "seed", "deployed", "train_seconds", "float_metric")
         return {**{k: point[k] for k in kept}, "codec": codec, "error": f"{codec}: {error}"}
-    roles = inspect_tflite(data)["bytes_by_role"]
     arena = tflm_arena_bytes(data)
     evaluation = evaluate_file(data, windows, settings, seed)
     return {
         **point,
         "codec": codec,
         "file_bytes": len(data),
-        "weight_bytes": int(sum(v for k, v in roles.items() if k != "flatbuffer_overhead")),
+        "weight_bytes": _weight_bytes(inspect_tflite(data)["bytes_by_role"]),
         "arena_bytes": arena,
         "ram_bytes": arena + point["generated_ram_bytes"],
         "metric": float(evaluation["metrics"][metric]["value"]),

@@ -66,7 +66,7 @@ def test_codec_files_are_smaller_run_in_tflm_and_stay_close(int8_file, name):
 def test_int4_filter_values_are_the_rounded_int8_weights(int8_file):
     data, _ = int8_file
     before, after = read_model(data), read_model(weight_codecs.int4(data))
-    filters = weight_codecs._filters(before)
+    filters = weight_codecs.filters(before)
     assert len(filters) >= 4  # PW convolutions, depthwise and the classifier
     for s, f, _ in filters:  # the codec keeps tensor indices; only types, scales and buffers change
         old, new = before.subgraphs[s].tensors[f], after.subgraphs[s].tensors[f]

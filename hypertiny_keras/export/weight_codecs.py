@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hypertiny_keras.export.flatbuffer import builtin_code, op_name, read_model, schema, write_model
+from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, op_name, read_model, schema, write_model
 
 #: Operators whose input 1 is the filter (input 2 the int32 bias, if any).
 FILTER_OPS = (
@@ -43,8 +43,8 @@ DECODE = "TFLM_DECODE"
 LUT_ENTRIES = 16
 
 
-def _filters(model: schema.ModelT) -> list[tuple[int, int, int]]:
-    """(subgraph, filter tensor, bias tensor or -1) of every int8 filter with stored values, each once.
+def filters(model: schema.ModelT) -> list[tuple[int, int, schema.OperatorT]]:
+    """(subgraph, filter tensor, the first operator reading it) of every int8 filter with stored values.
 
     A filter read by several operators (the shared generator of an init
     subgraph is read once per generated layer) is listed once.
@@ -55,10 +55,13 @@ def _filters(model: schema.ModelT) -> list[tuple[int, int, int]]:
             if builtin_code(model, op) not in FILTER_OPS or len(op.inputs) < 2:
                 continue
             tensor = subgraph.tensors[op.inputs[1]]
-            data = model.buffers[tensor.buffer].data
-            if tensor.type == schema.TensorType.INT8 and data is not None and len(data):
-                found.setdefault((s, int(op.inputs[1])), int(op.inputs[2]) if len(op.inputs) > 2 else -1)
-    return [(s, f, b) for (s, f), b in found.items()]
+            if tensor.type == schema.TensorType.INT8 and buffer_bytes(model, tensor):
+                found.setdefault((s, int(op.inputs[1])), op)
+    return [(s, f, op) for (s, f), op in found.items()]
+
+
+def _int8_values(model: schema.ModelT, tensor: schema.TensorT) -> np.ndarray:
+    return np.frombuffer(buffer_bytes(model, tensor), np.int8)
 
 
 def _own_buffer(model: schema.ModelT, tensor: schema.TensorT) -> None:
@@ -110,15 +113,15 @@ def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
 def int4(data: bytes) -> bytes:
     """The int8 file `data` with every filter per-channel int4 and packed (see the module docstring)."""
     model = read_model(data)
-    for s, f, b in _filters(model):
+    for s, f, op in filters(model):
         tensors = model.subgraphs[s].tensors
         tensor = tensors[f]
         _own_buffer(model, tensor)
-        rows, axis = _channels(tensor, np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8))
+        rows, axis = _channels(tensor, _int8_values(model, tensor))
         old = np.atleast_1d(np.asarray(tensor.quantization.scale, np.float64))
         real = rows.astype(np.float64) * old[:, None]
         peak = np.abs(real).max(axis=1)
-        if _op_of(model, s, f) == schema.BuiltinOperator.FULLY_CONNECTED:
+        if builtin_code(model, op) == schema.BuiltinOperator.FULLY_CONNECTED:
             peak = np.full(len(peak), peak.max())  # TFLM has no per-channel int4 FULLY_CONNECTED
         new = np.where(peak > 0, peak / 7.0, old)
         values = np.clip(np.round(real / new[:, None]), -8, 7)
@@ -129,35 +132,18 @@ def int4(data: bytes) -> bytes:
             tensor.quantization.quantizedDimension = 0
         else:
             tensor.quantization.scale = new.astype(np.float32).tolist()
+        b = int(op.inputs[2]) if len(op.inputs) > 2 else -1
         if b >= 0 and model.buffers[tensors[b].buffer].data is not None:
             bias = tensors[b]
             _own_buffer(model, bias)
-            raw = np.asarray(model.buffers[bias.buffer].data, np.uint8).view(np.int32).astype(np.float64)
+            raw = np.frombuffer(buffer_bytes(model, bias), np.int32).astype(np.float64)
             ratio = old / new if len(old) == len(raw) else np.full(len(raw), old[0] / new[0])
             model.buffers[bias.buffer].data = np.round(raw * ratio).astype(np.int32).view(np.uint8)
             if bias.quantization is not None and bias.quantization.scale is not None:
                 count = len(np.atleast_1d(bias.quantization.scale))
-                input_scale = float(np.atleast_1d(tensors[_input_of(model, s, f)].quantization.scale)[0])
+                input_scale = float(np.atleast_1d(tensors[op.inputs[0]].quantization.scale)[0])
                 bias.quantization.scale = (input_scale * new[:count]).astype(np.float32).tolist()
     return write_model(model)
-
-
-def _op_of(model: schema.ModelT, subgraph: int, filter_tensor: int) -> int:
-    """The builtin code of the operator reading `filter_tensor` as its filter."""
-    return builtin_code(model, _reader(model, subgraph, filter_tensor))
-
-
-def _reader(model: schema.ModelT, subgraph: int, filter_tensor: int) -> schema.OperatorT:
-    """The operator reading `filter_tensor` as its filter."""
-    for op in model.subgraphs[subgraph].operators:
-        if len(op.inputs) > 1 and op.inputs[1] == filter_tensor:
-            return op
-    raise ValueError(f"no operator reads tensor {filter_tensor} as its filter")
-
-
-def _input_of(model: schema.ModelT, subgraph: int, filter_tensor: int) -> int:
-    """The activation input tensor of the operator reading `filter_tensor`."""
-    return int(_reader(model, subgraph, filter_tensor).inputs[0])
 
 
 def cluster_1d(values: np.ndarray, k: int, iterations: int = 25) -> np.ndarray:
@@ -190,9 +176,9 @@ def lut4(data: bytes) -> bytes:
     model = read_model(data)
     builder = compression.SpecBuilder()
     chosen = 0
-    for s, f, _ in _filters(model):
+    for s, f, _ in filters(model):
         tensor = model.subgraphs[s].tensors[f]
-        rows, axis = _channels(tensor, np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8))
+        rows, axis = _channels(tensor, _int8_values(model, tensor))
         channels, per_channel = rows.shape
         if channels * per_channel // 2 + LUT_ENTRIES * channels >= channels * per_channel:
             continue
