@@ -5,9 +5,10 @@ from `--seed`) is exported with boot synthesis; the outcome is `exported`
 (boot == frozen bit for bit in TFLM, frozen TFLM vs LiteRT within 1 step,
 checked by the export itself), `refused` (a clear error before anything was
 written, by reason) or `broken` (any other outcome: a broken promise).
-Writes `benchmarks/results/fuzz.{json,md}`.
+Writes `benchmarks/results/<name>.{json,md}` (default `fuzz`).
 
     .venv/bin/python benchmarks/fuzz.py --count 2000
+    .venv/bin/python benchmarks/fuzz.py --count 400 --heads lowrank_shared,kronecker_shared --name fuzz_shared
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hypertiny_keras.fuzzing import check_export, random_architecture
+from hypertiny_keras.fuzzing import HEADS, check_export, random_architecture
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -38,9 +39,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="architectures to try")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes (the outcomes do not depend on it)")
+    parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated kernel generators drawn from")
+    parser.add_argument("--name", default="fuzz", help="base name of the written files")
     args = parser.parse_args()
+    heads = tuple(args.heads.split(","))
+    unknown = sorted(set(heads) - set(HEADS))
+    if unknown:
+        parser.error(f"unknown heads {unknown}; choose from {list(HEADS)}")
     rng = np.random.default_rng(args.seed)
-    architectures = [random_architecture(rng) for _ in range(args.count)]  # drawn up front: same set for any --workers
+    architectures = [random_architecture(rng, heads) for _ in range(args.count)]  # drawn up front: same set for any --workers
     outcomes, reasons, broken = collections.Counter(), collections.Counter(), []
     by_kind = collections.defaultdict(collections.Counter)
     start = time.time()
@@ -55,17 +62,19 @@ def main() -> None:
         elif outcome == "broken":
             broken.append({"index": index, "architecture": repr(arch), "detail": detail[:500]})
     seconds = time.time() - start
-    command = f".venv/bin/python benchmarks/fuzz.py --count {args.count} --seed {args.seed} --workers {args.workers}"
+    command = (f".venv/bin/python benchmarks/fuzz.py --count {args.count} --seed {args.seed} --workers {args.workers} "
+               f"--heads {','.join(heads)} --name {args.name}")
     result = {"command": command, "count": args.count, "seed": args.seed, "seconds": round(seconds, 1),
               "outcomes": dict(outcomes), "refusals": dict(reasons),
               "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())}, "broken": broken}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Export fuzzing: random architectures",
         "",
         f"Command: `{command}` ({args.count:,} architectures in {seconds / 60:.1f} min on this 2-core machine). "
-        "Space: 1-D and 2-D inputs, widths 1-128, 1-4 generated layers, dense, factorized (rank 1-5), lowrank and kronecker (rank 1-5) kernels, "
+        f"Space: 1-D and 2-D inputs, widths 1-128, 1-4 generated layers, kernels {', '.join(heads)} (rank 1-5; "
+        "factorized: its basis's), "
         "bias on/off, relu/relu6/tanh/none, generator relu/relu6/linear, BatchNorm after generated layers, "
         "residual Add, Functional/Sequential/nested sub-model; Glorot weights and random BatchNorm statistics. "
         "Each model is exported with boot synthesis and 32 verification samples.",
@@ -82,7 +91,7 @@ def main() -> None:
         lines += [f"| {reason} | {n} |" for reason, n in reasons.most_common()]
     if broken:
         lines += ["", "Broken promises:", ""] + [f"- #{b['index']}: {b['detail'][:200]}" for b in broken]
-    (RESULTS / "fuzz.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -28,7 +28,7 @@ PW_ACTIVATIONS = ("relu", "relu6", "tanh", None)
 GENERATOR_ACTIVATIONS = tuple(ACTIVATIONS)
 STYLES = ("functional", "sequential", "nested")
 #: Kernel generators drawn (`rank`: `factorized`'s basis, the factor kinds' own; see `with_rank`).
-HEADS = ("dense", "factorized", "lowrank", "kronecker")
+HEADS = ("dense", "factorized", "lowrank", "kronecker", "lowrank_shared", "kronecker_shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +55,20 @@ class Architecture:
         return (24, self.channels) if self.dims == 1 else (8, 6, self.channels)
 
 
-def random_architecture(rng: np.random.Generator) -> Architecture:
-    """An architecture drawn uniformly from the space above."""
+def random_architecture(rng: np.random.Generator, heads: tuple[str, ...] = HEADS) -> Architecture:
+    """An architecture drawn uniformly from the space above, its kernel generator from `heads`.
+
+    The draws depend on `heads` only through its length and order: the
+    first four `HEADS` give the architectures of runs made before the
+    cross-layer kinds existed.
+    """
     generated = int(rng.integers(1, 5))
     style = STYLES[int(rng.integers(len(STYLES)))]
     return Architecture(
         dims=int(rng.integers(1, 3)),
         channels=int(rng.integers(1, 4)),
         widths=tuple(int(w) for w in rng.choice(WIDTHS, generated + 1)),
-        head=HEADS[int(rng.integers(len(HEADS)))],
+        head=heads[int(rng.integers(len(heads)))],
         rank=int(rng.integers(1, 6)),
         code_dim=int(rng.integers(2, 7)),
         hidden_dim=int(rng.integers(4, 17)),
@@ -97,7 +102,7 @@ def _blocks(arch: Architecture, generator: PointwiseGenerator) -> list[list[kera
 def build(arch: Architecture) -> keras.Model:
     """The model of `arch`, with realistic random weights (no training)."""
     keras.utils.set_random_seed(arch.seed)
-    rank = arch.rank if arch.head == "factorized" else None
+    rank = arch.rank if kernel_generators.get(arch.head).uses_basis else None
     generator = PointwiseGenerator(arch.code_dim, arch.hidden_dim, arch.generator_activation, rank=rank,
                                    bias_initializer="random_normal", name="generator")
     pool = keras.layers.GlobalAveragePooling1D if arch.dims == 1 else keras.layers.GlobalAveragePooling2D

@@ -185,7 +185,7 @@ def hyperize(
     if kind.uses_generator and generator is None:
         taken = {layer.name for layer in all_layers(model)}
         label = "generator" if "generator" not in taken else "hyperize_generator"
-        generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank if kind.name == "factorized" else None,
+        generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank if kind.uses_basis else None,
                                        name=label)
     kind.check(generator if kind.uses_generator else None)
     chosen = set(names)

@@ -41,13 +41,18 @@ def _lowrank_stored(input_shape, classes, widths, rank):
     return stored_pw_twin(input_shape, classes, widths=widths, pw_rank=rank)
 
 
-def _generated(head: str, head_rank: Callable[[int], int | None] = lambda rank: rank):
+def _generated(head: str, head_rank: Callable[[int], int | None] = lambda rank: rank, **options):
     def build(input_shape, classes, widths, rank):
         from hypertiny_keras.models import hypertiny_pw
 
-        return hypertiny_pw(input_shape, classes, widths=widths, head=head, rank=head_rank(rank))
+        return hypertiny_pw(input_shape, classes, widths=widths, head=head, rank=head_rank(rank), **options)
 
     return build
+
+
+#: The cross-layer forms' generator: d_h = 2 (a bank of two left factors per shape, fewer than the three
+#: generated layers of the default depth), linear so that no code's hidden vector is switched off.
+_SMALL_GENERATOR = {"hidden_dim": 2, "generator_activation": "linear"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,10 @@ VARIANTS: dict[str, Variant] = {
     "lowrank_stored": Variant("PW2..PWL as two stored 1x1 convolutions C_in -> r -> C_out", _lowrank_stored),
     "lowrank": Variant("PW2..PWL generated at boot from rank-r factors U V", _generated("lowrank")),
     "kronecker": Variant("PW2..PWL generated at boot from r Kronecker factor pairs", _generated("kronecker")),
+    "lowrank_shared": Variant("lowrank, cross-layer: U_l mixed by g(z_l) (d_h = 2) from a bank, V shared",
+                              _generated("lowrank_shared", **_SMALL_GENERATOR)),
+    "kronecker_shared": Variant("kronecker, cross-layer: A_l mixed by g(z_l) (d_h = 2) from a bank, B shared",
+                                _generated("kronecker_shared", **_SMALL_GENERATOR)),
     "dense": Variant("the paper's dense heads (d_h = 16)", _generated("dense", lambda rank: None)),
     "factorized": Variant("the paper's factorized heads (basis rank 4)", _generated("factorized", lambda rank: 4)),
 }

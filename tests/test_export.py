@@ -127,6 +127,34 @@ def test_factor_kernels_boot_exactly_and_store_less_than_the_kernel(tmp_path, be
     assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.95
 
 
+@pytest.mark.parametrize("head", ["lowrank_shared", "kronecker_shared"])
+def test_shared_factor_kernels_write_each_bank_once_and_boot_exactly(tmp_path, beats, head):
+    """Cross-layer forms: per layer g(z_l) -> bank -> product; bank and right factor once per shape; boot == twin."""
+    x, y = beats
+    keras.utils.set_random_seed(0)
+    model = hypertiny_pw((LENGTH, 1), 2, widths=(16, 64, 64, 64, 64), stem_filters=8, head=head, rank=2,
+                         code_dim=4, hidden_dim=2, generator_activation="linear")
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:600], y[:600], batch_size=64, epochs=2, verbose=0)
+    boot = export_tflite(model, x[:200], tmp_path / "boot.tflite", synthesis="boot")
+    assert boot.verification["boot_vs_equivalent_identical"] and boot.verification["tflm_vs_litert_max_steps"] <= 1
+    ops = op_names(read_model((tmp_path / "boot.tflite").read_bytes()))
+    assert ops[1].count("FULLY_CONNECTED") == 4 * 3 and ops[1].count("ASSIGN_VARIABLE") == 4
+    assert all(layer["exact_fraction"] == 1.0 and layer["head_mode"] == head for layer in boot.generated_layers)
+    # Two shapes (64 x 16, then three 64 x 64): a bank (d_h x rows x r) and a right factor (cols x r) each.
+    # lowrank: rows = C_out, cols = C_in; kronecker: rows = a_out a_in (8 x 4, 8 x 8), cols = b_out b_in.
+    rows, cols = ((64, 64), (16, 64)) if head == "lowrank_shared" else ((32, 64), (32, 64))
+    roles = boot.bytes_by_role
+    assert roles["generator"] == sum(2 * r * 2 for r in rows) + 4 * 2 + 2 * 4  # + generator kernel and int32 bias
+    assert roles["heads"] == sum(c * 2 for c in cols)
+    assert roles["codes"] == 4 * 4
+    # Independent runs: the boot file agrees with its own frozen equivalent's class on nearly every input.
+    frozen = export_tflite(model, x[:200], tmp_path / "frozen.tflite", synthesis="frozen")
+    held_out = x[600:900]
+    a, b = _tflm_int8(tmp_path / "frozen.tflite", held_out), _tflm_int8(tmp_path / "boot.tflite", held_out)
+    assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.9 and frozen.file_bytes > boot.file_bytes
+
+
 @pytest.mark.parametrize("head,rank", [("dense", None), ("factorized", 3), ("kronecker", 2)])
 def test_int4_init_weights_halve_their_bytes_and_keep_boot_equal_to_frozen(tmp_path, beats, head, rank):
     """init_weight_bits=4: the init subgraph's FULLY_CONNECTED weights are packed INT4 in the file."""

@@ -62,6 +62,17 @@ def test_factor_kinds_equal_the_model_with_their_best_kernels(stored, head):
     assert _max_diff(model, ht.freeze(model)) < 1e-4
 
 
+def test_shared_kind_fits_its_first_layer_like_lowrank_and_the_rest_along_the_bank(stored):
+    """lowrank_shared: pw2 owns the bank (fitted with it, near the rank-2 optimum); pw3 moves only its code."""
+    model, report = ht.hyperize(stored, head="lowrank_shared", rank=2, hidden_dim=2, steps=400)
+    _, best = ht.hyperize(stored, head="lowrank", rank=2)
+    first, second = report.layers
+    assert model.get_layer("pw2").owns_factors and not model.get_layer("pw3").owns_factors
+    assert first.relative_error < best.layers[0].relative_error + 0.05
+    assert best.layers[1].relative_error <= second.relative_error < 1.5
+    assert _max_diff(model, ht.freeze(model)) < 1e-4
+
+
 def test_fresh_initialisation_and_chosen_layers(stored):
     model, report = ht.hyperize(stored, layers=["pw1", "pw3"], fit=None)
     assert [f.name for f in report.layers] == ["pw1", "pw3"] and report.layers[0].relative_error is None

@@ -1,11 +1,14 @@
 """HyperPointwise / PointwiseGenerator: shapes, gradients, sharing, serialization, freeze."""
+import types
+
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 from keras import ops
 
-from hypertiny_keras import HyperPointwise, PointwiseGenerator, freeze
+from hypertiny_keras import HyperPointwise, PointwiseGenerator, freeze, kernel_generators
+from hypertiny_keras.accounting import byte_table
 
 
 def _model(head="dense", rank=None, ndim=1, seed=0):
@@ -178,6 +181,56 @@ def test_factor_kernels_train_save_and_load_exactly(tmp_path, head):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert loaded.get_layer("pw2").kernel_generator == model.get_layer("pw2").kernel_generator
     assert loaded.get_layer("pw2").generator is None
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    frozen = freeze(model)
+    assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-5
+
+
+def _shared_model(head, rank=2, hidden=3, seed=0):
+    """Three generated layers of one shape (16 -> 16) and one of another (16 -> 12), one generator."""
+    keras.utils.set_random_seed(seed)
+    generator = PointwiseGenerator(4, hidden, activation="linear", name="generator")
+    kind = {"class_name": head, "config": {"rank": rank}}
+    inputs = keras.Input((32, 3))
+    x = keras.layers.Conv1D(16, 3, padding="same", activation="relu")(inputs)
+    for i in (2, 3, 4):
+        x = HyperPointwise(16, generator, head=kind, activation="relu", name=f"pw{i}")(x)
+    x = HyperPointwise(12, generator, head=kind, name="pw5")(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
+@pytest.mark.parametrize("head,per_layer", [("lowrank_shared", "lowrank"), ("kronecker_shared", "kronecker")])
+def test_shared_factor_kernels_mix_one_bank_per_shape(tmp_path, head, per_layer):
+    model = _shared_model(head)
+    pw2, pw3, pw4, pw5 = (model.get_layer(f"pw{i}") for i in (2, 3, 4, 5))
+    assert pw2.owns_factors and not pw3.owns_factors and not pw4.owns_factors and pw5.owns_factors
+    assert pw3.bank is pw2.bank and pw4.right is pw2.right and pw5.bank is not pw2.bank
+    assert pw3.count_params() == 4 + 16  # its code and bias: the bank and right factor are pw2's
+    # Each kernel is the per-layer kind's kernel of the left factor g(z_l) @ bank and the shared right factor.
+    generator = model.get_layer("pw2").generator
+    reference = kernel_generators.get({"class_name": per_layer, "config": {"rank": 2}})
+    for layer in (pw2, pw3, pw5):
+        h = ops.convert_to_numpy(generator(ops.expand_dims(layer.code, 0)))
+        left_matrix = (h @ ops.convert_to_numpy(layer.bank)).reshape(-1, 2)
+        left, right = reference.weights_from_device(left_matrix, ops.convert_to_numpy(layer.right), layer)
+        probe = types.SimpleNamespace(left=left, right=right, filters=layer.filters, in_channels=layer.in_channels)
+        np.testing.assert_allclose(ops.convert_to_numpy(layer.generated_kernel()),
+                                   ops.convert_to_numpy(reference.kernel(probe)), rtol=1e-5, atol=1e-6)
+    # Codes differ, so the kernels of one shape differ; bytes: the bank and right factor once per shape.
+    assert np.abs(ops.convert_to_numpy(pw2.generated_kernel()) - ops.convert_to_numpy(pw3.generated_kernel())).max() > 0
+    table = byte_table(model, bits=(8,))
+    banks = 3 * (16 * 2 + 12 * 2)  # d_h x rows x r per shape; rows 16 and 12 for both kinds (kronecker: 4 x 4, 3 x 4)
+    assert table.by_role["codes"][8] == 4 * 4
+    assert table.by_role["generator"][8] == 4 * 3 + 3 * 4 + banks
+    # Training moves the shared bank; a .keras file restores the sharing and the outputs exactly.
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _inputs(model, 32)
+    before = ops.convert_to_numpy(pw2.bank).copy()
+    model.fit(x, np.arange(32) % 3, epochs=2, verbose=0)
+    assert np.abs(ops.convert_to_numpy(pw2.bank) - before).max() > 0
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("pw4").bank is loaded.get_layer("pw2").bank
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
     frozen = freeze(model)
     assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-5

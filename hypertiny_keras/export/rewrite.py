@@ -274,7 +274,7 @@ class Emitter:
             codes = np.concatenate([_numpy(layer.code) for layer in layers if layer.kernel_generator.uses_generator])
             _, self.code_scale = _symmetric(codes)
 
-    def _constant(self, key: str, matrix: np.ndarray) -> tuple[int, np.ndarray, float]:
+    def constant(self, key: str, matrix: np.ndarray) -> tuple[int, np.ndarray, float]:
         """A symmetric weight constant `(out, in)` of the emitter's weight bits, written once per `key`."""
         if key not in self.shared:
             values, scale = _symmetric(matrix, self.levels)
@@ -286,7 +286,7 @@ class Emitter:
         """h_l = g(z_l): FULLY_CONNECTED of the layer's code with the shared generator `(d_h,)`."""
         generator = self.generator
         activation = activations.get(generator.activation)
-        t_kernel, kernel, kernel_scale = self._constant("generator/kernel", _numpy(generator.kernel).T)
+        t_kernel, kernel, kernel_scale = self.constant("generator/kernel", _numpy(generator.kernel).T)
         bias_scale = float(np.float32(self.code_scale) * np.float32(kernel_scale))
         if "generator/bias" not in self.shared:
             bias = np.round(_numpy(generator.bias) / bias_scale).astype(np.int32)
@@ -307,7 +307,7 @@ class Emitter:
 
     def fully_connected(self, key: str, source: Activations, weights) -> Activations:
         """`source @ weights` with a weight matrix `(in, out)` shared under `key` (no bias, no activation)."""
-        t_weights, values, scale = self._constant(key, _numpy(weights).T)
+        t_weights, values, scale = self.constant(key, _numpy(weights).T)
         out_float = (source.centered() * source.scale) @ (values.T * scale)
         out_scale, out_zero = _activation_quantization(out_float)
         out = fixed_point.fully_connected(
@@ -370,8 +370,28 @@ class Emitter:
 
         Args:
             name: the layer's name (tensor names).
-            left: float `(rows, r)`, the FULLY_CONNECTED input (a constant).
+            left: float `(rows, r)`, the FULLY_CONNECTED input (an int8 constant).
             right: float `(cols, r)`, its weights.
+            layout: see `product`.
+
+        Returns:
+            what `product` returns.
+        """
+        left_q, left_scale = _symmetric(left)  # the FULLY_CONNECTED input: int8
+        right_q, right_scale = _symmetric(right, self.levels)
+        t_left = self.writer.tensor(self.init, f"{name}/left", left_q.shape, INT8, left_q, _quantization(left_scale))
+        t_right = self.writer.tensor(self.init, f"{name}/right", right_q.shape, self.weight_type, right_q,
+                                     _quantization(right_scale))
+        return self.product(name, Activations(t_left, left_q, left_scale, 0), (t_right, right_q, right_scale), layout)
+
+    def product(self, name: str, left: Activations, right: tuple[int, np.ndarray, float], layout=None):
+        """The kernel `M = left @ right.T` by one FULLY_CONNECTED, moved into the `(C_out, C_in)` layout.
+
+        Args:
+            name: the layer's name (tensor names).
+            left: the FULLY_CONNECTED input, `rows * r` int8 values in `(rows, r)` row-major order
+                (a constant, or the output of an earlier step).
+            right: (tensor, int weights `(cols, r)`, scale) of its weights, e.g. from `constant`.
             layout: `(shape, permutation)`: RESHAPE the `(rows, cols)` product
                 to `shape`, then TRANSPOSE by `permutation`; `None`: no move.
 
@@ -380,21 +400,19 @@ class Emitter:
             kernel order as the device computes them, their one scale; zero
             point 0, so the values serve as a CONV_2D filter).
         """
-        left_q, left_scale = _symmetric(left)  # the FULLY_CONNECTED input: int8
-        right_q, right_scale = _symmetric(right, self.levels)
-        product = (left_q.astype(np.float64) * left_scale) @ (right_q.astype(np.float64) * right_scale).T
+        t_right, right_q, right_scale = right
+        x = left.centered().reshape(-1, right_q.shape[1])
+        product = (x * left.scale) @ (right_q.astype(np.float64) * right_scale).T
         scale = float(np.float32(max(float(np.abs(product).max(initial=0.0)) / 127.0, _MIN_ACTIVATION_SCALE)))
         values = fixed_point.fully_connected(
-            left_q, 0, right_q, None, fixed_point.tflm_multiplier(left_scale, right_scale, scale), 0
+            left.values.reshape(x.shape), left.zero_point, right_q, None,
+            fixed_point.tflm_multiplier(left.scale, right_scale, scale), 0,
         )
-        t_left = self.writer.tensor(self.init, f"{name}/left", left_q.shape, INT8, left_q, _quantization(left_scale))
-        t_right = self.writer.tensor(self.init, f"{name}/right", right_q.shape, self.weight_type, right_q,
-                                     _quantization(right_scale))
         # With no move, the product is written straight into the 4-D filter shape: TFLM's FULLY_CONNECTED
         # reads rows (batches) and units from the output's dimensions, (C_out, 1, 1, C_in) gives the same.
         shape = values.shape if layout is not None else (values.shape[0], 1, 1, values.shape[1])
         t_out = self.writer.tensor(self.init, f"{name}/product", shape, INT8, None, _quantization(scale))
-        self.writer.fully_connected(self.init, [t_left, t_right, -1], t_out, 0)
+        self.writer.fully_connected(self.init, [left.tensor, t_right, -1], t_out, 0)
         if layout is not None:
             shape, permutation = layout
             t_shape = self.writer.tensor(self.init, f"{name}/product_shape", [len(shape)], INT32,

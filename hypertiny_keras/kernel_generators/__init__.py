@@ -1,8 +1,8 @@
 """Kernel generators: the kinds of generated pointwise kernel, found by name.
 
 Each kind is one class registered under a name (`"dense"`, `"factorized"`,
-`"lowrank"`, `"kronecker"`)
-and resolved like Keras activations: `get(name_or_config)` and
+`"lowrank"`, `"kronecker"`, and their cross-layer forms `"lowrank_shared"`,
+`"kronecker_shared"`) and resolved like Keras activations: `get(name_or_config)` and
 `serialize(kind)`. A kind owns everything that depends on how its kernel is
 made: the Keras weights it adds to a `HyperPointwise` layer, the float
 kernel, the tensors counted by `accounting.byte_table`, and the init-subgraph
@@ -23,6 +23,7 @@ from hypertiny_keras.kernel_generators.factorized import FactorizedHead
 from hypertiny_keras.kernel_generators.kronecker import Kronecker
 from hypertiny_keras.kernel_generators.lowrank import LowRank
 from hypertiny_keras.kernel_generators.product import FactorProduct
+from hypertiny_keras.kernel_generators.shared import KroneckerShared, LowRankShared, SharedFactors
 
 __all__ = [
     "DenseHead",
@@ -30,8 +31,11 @@ __all__ = [
     "FactorizedHead",
     "KernelGenerator",
     "Kronecker",
+    "KroneckerShared",
     "LinearHead",
     "LowRank",
+    "LowRankShared",
+    "SharedFactors",
     "get",
     "names",
     "register",

@@ -75,6 +75,8 @@ class KernelGenerator:
     name: ClassVar[str] = ""
     #: Whether the kind reads the shared `PointwiseGenerator` g.
     uses_generator: ClassVar[bool] = True
+    #: Whether the kind reads the generator's shared basis B (`PointwiseGenerator(rank=r)`).
+    uses_basis: ClassVar[bool] = False
     #: Whether `emit` solves for any int8 target (one free stored value per kernel
     #: value), so that the boot file reproduces the converter's own per-channel
     #: filter. Kinds that store fewer values than the kernel cannot: their device

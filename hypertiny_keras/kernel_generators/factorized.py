@@ -13,6 +13,7 @@ class FactorizedHead(LinearHead):
     """
 
     name = "factorized"
+    uses_basis = True
 
     def check(self, generator) -> None:
         super().check(generator)

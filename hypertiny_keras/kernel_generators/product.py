@@ -50,6 +50,16 @@ class FactorProduct(KernelGenerator):
         """(shape, permutation) that turns `M` `(rows, cols)` into `(C_out, C_in)`; `None`: `M` is it."""
         return None
 
+    def arrange(self, matrix, layer):
+        """The kernel `(C_out, C_in)` (Keras ops) from the device product `M` `(rows, cols)`, as `device_layout` moves it."""
+        from keras import ops
+
+        layout = self.device_layout(layer)
+        if layout is not None:
+            shape, permutation = layout
+            matrix = ops.transpose(ops.reshape(matrix, shape), permutation)
+        return ops.reshape(matrix, (layer.filters, layer.in_channels))
+
     def weights_from_device(self, left_matrix: np.ndarray, right_matrix: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
         """The `left` and `right` weights whose `device_factors` are `left_matrix` `(rows, r)`, `right_matrix` `(cols, r)`."""
         raise NotImplementedError

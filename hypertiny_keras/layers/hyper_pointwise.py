@@ -12,7 +12,8 @@ from hypertiny_keras.layers.generator import PointwiseGenerator
 
 #: Names of the registered kernel generators (`dense`: H_l of d_h x C_out*C_in,
 #: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3;
-#: `lowrank`: U V of rank r; `kronecker`: a sum of r Kronecker products).
+#: `lowrank`: U V of rank r; `kronecker`: a sum of r Kronecker products; `lowrank_shared`,
+#: `kronecker_shared`: their cross-layer forms, factors mixed by g from a bank per shape).
 HEAD_MODES = kernel_generators.names()
 
 
@@ -30,6 +31,10 @@ class HyperPointwise(keras.layers.Layer):
       `B` `(d_h, r)` shared through the generator,
     - `lowrank`:    `W_l = left @ right`, `(C_out, r)` and `(r, C_in)`, no generator,
     - `kronecker`:  `W_l = sum_k left_k (x) right_k`, no generator,
+    - `lowrank_shared`, `kronecker_shared`: the cross-layer forms, whose left
+      factor is `reshape(g(z_l) @ bank)`; the bank `(d_h, rows * r)` and the
+      right factor are shared by every layer of the same shape (the first
+      such layer owns them: `owns_factors`),
 
     with `W_l` laid out `(C_out, C_in)` row-major, which is the TFLite
     `CONV_2D` filter layout (OHWI with H = W = 1). `g` is a

@@ -79,6 +79,7 @@ def hypertiny_pw(
     norm: str = "batch",
     name: str = "hypertiny_pw",
     pool: str = "average_pool",
+    generator_activation: str = "relu",
 ) -> keras.Model:
     """HyperTinyPW separable 1-D CNN (channels-last input `(steps, channels)`).
 
@@ -86,7 +87,8 @@ def hypertiny_pw(
     global average pooling -> Dense logits `(batch, num_classes)`. The first
     pointwise layer (PW1) is a stored `Conv1D(kernel_size=1)`; PW2..PWL are
     `HyperPointwise` layers sharing one `PointwiseGenerator(code_dim,
-    hidden_dim, rank=rank)`. `norm="batch"` puts BatchNormalization (folded
+    hidden_dim, generator_activation)` (with the basis of rank `rank` for
+    `"factorized"`). `norm="batch"` puts BatchNormalization (folded
     into the convolutions at export) before each ReLU; `"none"` uses biases.
     `norm="group"` puts GroupNormalization(groups=1) there, as the paper
     trains (statistics over steps and channels of each sample). It has no
@@ -98,8 +100,11 @@ def hypertiny_pw(
 
     `head` names the kernel generator (`kernel_generators.names()`). For
     `"factorized"`, `rank` is the shared basis's rank; for kinds with a rank
-    of their own (`"lowrank"`, `"kronecker"`), it is theirs (their default
-    when `None`), and those read no shared generator, so the model has none.
+    of their own (`"lowrank"`, `"kronecker"` and their cross-layer forms
+    `"lowrank_shared"`, `"kronecker_shared"`), it is theirs (their default
+    when `None`). The per-layer forms read no shared generator, so the model
+    has none; the cross-layer forms store a bank of `hidden_dim` factors per
+    shape, so they want a small `hidden_dim`.
 
     `pool` (`POOLINGS`) chooses how the global average pooling lowers:
     `"mean"` to TFLM's MEAN, `"average_pool"` to AVERAGE_POOL_2D (a CMSIS-NN
@@ -108,7 +113,8 @@ def hypertiny_pw(
     kind = kernel_generators.with_rank(head, rank)
     generator = None
     if kind.uses_generator:
-        generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank, name="generator")
+        generator = PointwiseGenerator(code_dim, hidden_dim, generator_activation, rank=rank if kind.uses_basis else None,
+                                       name="generator")
     use_bias = norm == "none"
 
     def pointwise(i, width, label):
