@@ -58,12 +58,21 @@ def main() -> None:
     parser.add_argument("--max-eval", type=int, default=4000, help="random validation and test windows kept, each")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="base name of the written files (default: the dataset)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these variants' points in the existing <name>.json (pareto_front.merge)")
     args = parser.parse_args()
 
     with quiet.silenced():
         from hypertiny_keras.experiments.suite import subsample
-        from hypertiny_keras.pareto_front import ParetoSettings, markdown, pareto, plot_pareto
+        from hypertiny_keras.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
 
+    out = pathlib.Path(args.out)
+    name = args.name or args.dataset
+    previous = None
+    if args.merge:
+        if not (out / f"{name}.json").is_file():
+            parser.error(f"--merge: {out / (name + '.json')} does not exist")
+        previous = json.loads((out / f"{name}.json").read_text())
     data_root = pathlib.Path(os.environ.get("HYPERTINY_DATA", "../shared/data"))
     windows = subsample(_windows(args.dataset, data_root),
                         {"train": args.max_train, "val": args.max_eval, "test": args.max_eval}, seed=0)
@@ -84,13 +93,16 @@ def main() -> None:
     result.update(dataset=args.dataset, command=command, minutes=minutes,
                   windows={s: int((windows.split == s).sum()) for s in ("train", "val", "test")},
                   class_names=list(windows.class_names))
-    out = pathlib.Path(args.out)
+    if previous is not None:
+        commands = previous.get("commands", [previous["command"]]) + [command]
+        result = merge(previous, result)
+        result.update(commands=commands, command=" && ".join(commands), minutes=previous["minutes"] + minutes)
+        minutes = result["minutes"]
     out.mkdir(parents=True, exist_ok=True)
-    name = args.name or args.dataset
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     title = f"{name}: {result['metric']} vs .tflite bytes ({len(result['seeds'])} seeds)"
     plot_pareto(result, out / f"{name}.png", title=title)
-    text = markdown(result, title, command)
+    text = markdown(result, title, result["command"])
     text += (f"\nWindows used: {result['windows']} ({', '.join(result['class_names'])}); "
              f"{minutes:.0f} min on this 2-core machine.\n\n![front]({name}.png)\n")
     (out / f"{name}.md").write_text(text)

@@ -233,6 +233,28 @@ def pareto(
     }
 
 
+def merge(result: dict, update: dict) -> dict:
+    """`result` with every point of the variants `update` ran replaced by `update`'s, summary and front recomputed.
+
+    For adding or re-running variants of a front without re-running the
+    rest. Both must have the same metric, seeds and settings.
+
+    Raises:
+        ValueError: when the metric, seeds or settings differ.
+    """
+    for key in ("metric", "seeds", "settings"):
+        if result[key] != update[key]:
+            raise ValueError(f"cannot merge fronts with different {key}: {result[key]!r} vs {update[key]!r}")
+    replaced = set(update["variants"])
+    variants = {**{k: v for k, v in result["variants"].items() if k not in replaced}, **update["variants"]}
+    order = list(variants)
+    points = [p for p in result["points"] if p["variant"] not in replaced] + update["points"]
+    points.sort(key=lambda p: (order.index(p["variant"]), p["width"], p["seed"]))
+    summary = _summarize(points)
+    return {**result, "widths": sorted(set(result["widths"]) | set(update["widths"])), "variants": variants,
+            "points": points, "summary": summary, "frontier": frontier(summary)}
+
+
 def _point(result: dict, variant: str, width: int, seed: int, metric: str) -> dict:
     exports = result["exports"]
     deployed = "boot" if "boot" in exports else "frozen"

@@ -7,7 +7,7 @@ import pytest
 import hypertiny_keras as ht
 from hypertiny_keras.data.synthetic import make_beats
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.pareto_front import ParetoSettings, frontier, markdown
+from hypertiny_keras.pareto_front import ParetoSettings, _summarize, frontier, markdown, merge
 
 LENGTH = 128
 
@@ -90,3 +90,23 @@ def test_a_codec_that_cannot_apply_records_an_error_not_the_base_metric():
     assert "would not save bytes" in lut["error"] and "metric" not in lut and "file_bytes" not in lut
     row = next(r for r in result["summary"] if r["variant"] == "stored+lut4")
     assert row["runs"] == 0 and row["failed"] == 1
+
+
+def test_merge_replaces_the_variants_it_ran_and_recomputes_the_front():
+    settings = ParetoSettings(depth=3, rank=2, epochs=1, patience=None, bootstrap=5)
+    windows = beat_windows()
+    first = ht.pareto(windows, widths=(16,), variants=("stored", "lowrank"), seeds=(0,), settings=settings,
+                      progress=False)
+    update = ht.pareto(windows, widths=(16,), variants=("lowrank_shared",), seeds=(0,), settings=settings,
+                       progress=False)
+    shared = update["points"][0]
+    assert shared["deployed"] == "boot" and "metric" in shared, shared  # the cross-layer form exports and verifies
+    merged = merge(first, update)
+    assert list(merged["variants"]) == ["stored", "lowrank", "lowrank_shared"]
+    assert [p["variant"] for p in merged["points"]] == ["stored", "lowrank", "lowrank_shared"]
+    assert merged["summary"] == _summarize(merged["points"]) and merged["frontier"] == frontier(merged["summary"])
+    again = merge(merged, {**first, "variants": {"lowrank": first["variants"]["lowrank"]},
+                           "points": [p for p in first["points"] if p["variant"] == "lowrank"]})
+    assert [p["variant"] for p in again["points"]] == ["stored", "lowrank_shared", "lowrank"]
+    with pytest.raises(ValueError, match="different seeds"):
+        merge(first, {**update, "seeds": [0, 1]})
