@@ -241,3 +241,26 @@ def test_kinds_that_need_a_generator_refuse_none():
         HyperPointwise(8, None, head="dense")
     with pytest.raises(ValueError, match="rank must be >= 1"):
         HyperPointwise(8, None, head={"class_name": "lowrank", "config": {"rank": 0}})
+
+
+def test_summary_shows_the_shared_generator_once_in_a_row_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich's console width: the whole row on one line
+    model = _model("factorized", rank=3)
+    generator = model.get_layer("pw2").generator
+
+    def rows(m):
+        lines = []
+        m.summary(expand_nested=True, line_length=150, print_fn=lambda line, **_: lines.append(line))
+        return [line for line in "\n".join(lines).splitlines() if "PointwiseGenerator" in line]
+
+    for m in (model, _saved_and_loaded(model, tmp_path)):
+        found = rows(m)
+        assert len(found) == 1 and "gen (PointwiseGenerator)" in found[0], found
+        assert f"{generator.count_params():,}" in found[0]  # 4 x 12 kernel, 12 bias, 12 x 3 basis
+    assert generator.count_params() == 4 * 12 + 12 + 12 * 3
+    assert model.get_layer("pw3").layers == []
+
+
+def _saved_and_loaded(model, tmp_path):
+    model.save(tmp_path / "summary.keras")
+    return keras.saving.load_model(tmp_path / "summary.keras")

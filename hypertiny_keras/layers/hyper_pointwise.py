@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import keras
 from keras import ops
@@ -9,6 +10,9 @@ from keras.src.backend.common import global_state
 
 from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers.generator import PointwiseGenerator
+
+#: generator -> (weak reference to) the first `HyperPointwise` built with it, whose `layers` lists it.
+_SUMMARY_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 #: Names of the registered kernel generators (`dense`: H_l of d_h x C_out*C_in,
 #: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3;
@@ -112,8 +116,10 @@ class HyperPointwise(keras.layers.Layer):
         if in_channels is None:
             raise ValueError(f"{self.name}: the channel dimension of the input must be known")
         self.in_channels = int(in_channels)
-        if self.generator is not None and not self.generator.built:
-            self.generator.build((1, self.generator.code_dim))
+        if self.generator is not None:
+            if not self.generator.built:
+                self.generator.build((1, self.generator.code_dim))
+            _SUMMARY_ROWS.setdefault(self.generator, weakref.ref(self))  # the first layer built with it lists it
         self.kernel_generator.build(self)
         self.bias = None
         if self.use_bias:
@@ -122,6 +128,17 @@ class HyperPointwise(keras.layers.Layer):
             )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.in_channels})
         self.built = True
+
+    @property
+    def layers(self) -> list:
+        """`[generator]` for the first layer built with the shared generator, else `[]`.
+
+        So `model.summary(expand_nested=True)` shows the generator once, in a
+        row of its own under the first generated layer, with its parameters
+        (which no layer's own `count_params` includes).
+        """
+        first = _SUMMARY_ROWS.get(self.generator) if self.generator is not None else None
+        return [self.generator] if first is not None and first() is self else []
 
     def generated_kernel(self):
         """The generated kernel `W_l`, shape `(filters, C_in)` (TFLite OHWI order, H = W = 1)."""

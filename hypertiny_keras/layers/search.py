@@ -18,7 +18,7 @@ def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
             return
         seen.add(id(layer))
         found.append(layer)
-        for inner in getattr(layer, "layers", None) or []:
+        for inner in layer.layers if isinstance(layer, keras.Model) else []:  # not HyperPointwise.layers
             visit(inner)
 
     for layer in model.layers:
