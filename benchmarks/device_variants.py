@@ -33,7 +33,7 @@ from absl import app, flags  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_VARIANTS = ("stored,stored+int4,stored+lut4,lowrank_stored,lowrank_stored+int4,lowrank,kronecker,"
-                    "kronecker_w4,kronecker+int4,dense,dense_w4,factorized,factorized_w4")
+                    "kronecker_w4,kronecker+int4,lowrank_shared,kronecker_shared,dense,dense_w4,factorized,factorized_w4")
 flags.DEFINE_string("sources", os.environ.get("HYPERTINY_EMULATOR_SOURCES"), "folder of the TFLM/CMSIS checkouts")
 flags.DEFINE_string("build", None, "emulator build folder, kept (default: temporary)")
 flags.DEFINE_string("variants", DEFAULT_VARIANTS, "comma-separated names of pareto_front.VARIANTS")

@@ -169,7 +169,8 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
         if isinstance(layer, HyperPointwise):
             if layer.kernel_generator.uses_generator:
                 generators[id(layer.generator)] = layer.generator
-            stored = [_size(w) for _, w in layer.kernel_generator.stored(layer)]
+            # The twin drops the whole "generator" role below (a cross-layer bank included): subtract the rest here.
+            stored = [_size(w) for role, w in layer.kernel_generator.stored(layer) if role != "generator"]
             for b in bits:
                 twin_delta[b] += packed_bytes(layer.filters * layer.in_channels, b) - sum(
                     packed_bytes(values, b) for values in stored

@@ -66,3 +66,27 @@ def test_accounting_matches_the_tflite_bytes(tmp_path):
         assert boot.bytes_by_role[role] == table.by_role[role][8], role
     assert frozen.bytes_by_role["pointwise"] == table.by_role["pointwise"][8] + 7 * 6
     assert boot.packed_bytes["total"]["8"] == table.total[8]
+
+
+@pytest.mark.parametrize("head", ["lowrank_shared", "kronecker_shared"])
+def test_shared_banks_are_counted_once_in_the_table_and_the_file(tmp_path, head):
+    keras.utils.set_random_seed(0)
+    generator = PointwiseGenerator(3, 2, activation="linear")
+    kind = {"class_name": head, "config": {"rank": 2}}
+    inputs = keras.Input((16, 1))
+    x = keras.layers.Conv1D(6, 3, padding="same", name="stem")(inputs)
+    for i in (2, 3, 4):  # three 6 x 6 layers: one bank (2 x 6 x 2 values) and one right factor (6 x 2)
+        x = HyperPointwise(6, generator, head=kind, activation="relu", name=f"pw{i}")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling1D()(x)))
+    x = np.random.default_rng(0).normal(size=(64, 16, 1)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, np.random.default_rng(1).normal(size=(64, 2)), epochs=3, verbose=0)
+    table = byte_table(model, bits=(8,))
+    rows, cols = (6, 6) if head == "lowrank_shared" else (2 * 2, 3 * 3)  # kronecker: 6 = 2 x 3 on both sides
+    assert table.by_role["codes"][8] == 3 * 3
+    assert table.by_role["generator"][8] == 3 * 2 + 4 * 2 + 2 * rows * 2
+    assert table.by_role["heads"][8] == cols * 2
+    assert table.stored_twin[8] == table.total[8] - 3 * 3 - (3 * 2 + 4 * 2 + 2 * rows * 2) - cols * 2 + 3 * 36
+    boot = export_tflite(model, x, tmp_path / "boot.tflite")
+    for role in ("codes", "generator", "heads", "conv", "classifier", "biases"):
+        assert boot.bytes_by_role[role] == table.by_role[role][8], role
