@@ -356,19 +356,25 @@ def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> path
     rows = [r for r in result["summary"] if r.get("runs")]
     on_front = {(r["variant"], r["width"]) for r in result["frontier"]}
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    # One colour per trained variant; its codec files share it, told apart by line and marker.
+    families = list(dict.fromkeys(v.split("+")[0] for v in variants))
+    palette = plt.cm.tab10 if len(families) <= 10 else plt.cm.tab20
+    colors = {f: palette(i % palette.N) for i, f in enumerate(families)}
+    styles = {None: ("-", "o"), "int4": ("--", "s"), "lut4": (":", "^")}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.6))
     for variant in variants:
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["width"])
         x = [r["file_bytes"] for r in mine]
-        left.errorbar(x, [r["metric_mean"] for r in mine], yerr=[r["metric_sd"] for r in mine], marker="o",
-                      capsize=3, color=colors[variant], label=variant)
+        color = colors[variant.split("+")[0]]
+        line, marker = styles.get(VARIANTS[variant].codec if variant in VARIANTS else None, ("-", "o"))
+        left.errorbar(x, [r["metric_mean"] for r in mine], yerr=[r["metric_sd"] for r in mine], marker=marker,
+                      linestyle=line, capsize=3, color=color, label=variant)
         for r in mine:
             left.annotate(str(r["width"]), (r["file_bytes"], r["metric_mean"]), textcoords="offset points",
                           xytext=(4, 4), fontsize=7)
             if (r["variant"], r["width"]) in on_front:
                 left.scatter([r["file_bytes"]], [r["metric_mean"]], s=160, facecolors="none", edgecolors="k")
-        right.plot(x, [r["ram_bytes"] for r in mine], marker="o", color=colors[variant], label=variant)
+        right.plot(x, [r["ram_bytes"] for r in mine], marker=marker, linestyle=line, color=color, label=variant)
     for axis in (left, right):
         axis.set_xscale("log")
         axis.grid(alpha=0.3)
@@ -377,10 +383,11 @@ def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> path
     left.set_title("accuracy vs flash (circled: on the front; labels: width)")
     right.set_ylabel("RAM bytes (host TFLM arena + generated kernels)")
     right.set_title("RAM vs flash")
-    left.legend(fontsize=8)
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(labels) / 6), 1, 1))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
