@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="base name of the written files (default: the dataset)")
     parser.add_argument("--merge", action="store_true",
-                        help="replace only these variants' points in the existing <name>.json (pareto_front.merge)")
+                        help="replace only the points of this grid (variants x widths) in the existing <name>.json "
+                             "(pareto_front.merge)")
     args = parser.parse_args()
 
     with quiet.silenced():

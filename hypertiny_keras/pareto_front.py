@@ -234,10 +234,11 @@ def pareto(
 
 
 def merge(result: dict, update: dict) -> dict:
-    """`result` with every point of the variants `update` ran replaced by `update`'s, summary and front recomputed.
+    """`result` with the points of `update`'s grid (its variants x its widths) replaced by `update`'s.
 
-    For adding or re-running variants of a front without re-running the
-    rest. Both must have the same metric, seeds and settings.
+    For adding or re-running variants or widths of a front without
+    re-running the rest; summary and front are recomputed. Both must have
+    the same metric, seeds and settings.
 
     Raises:
         ValueError: when the metric, seeds or settings differ.
@@ -245,10 +246,10 @@ def merge(result: dict, update: dict) -> dict:
     for key in ("metric", "seeds", "settings"):
         if result[key] != update[key]:
             raise ValueError(f"cannot merge fronts with different {key}: {result[key]!r} vs {update[key]!r}")
-    replaced = set(update["variants"])
-    variants = {**{k: v for k, v in result["variants"].items() if k not in replaced}, **update["variants"]}
+    replaced = {(v, w) for v in update["variants"] for w in update["widths"]}
+    variants = {**result["variants"], **update["variants"]}
     order = list(variants)
-    points = [p for p in result["points"] if p["variant"] not in replaced] + update["points"]
+    points = [p for p in result["points"] if (p["variant"], p["width"]) not in replaced] + update["points"]
     points.sort(key=lambda p: (order.index(p["variant"]), p["width"], p["seed"]))
     summary = _summarize(points)
     return {**result, "widths": sorted(set(result["widths"]) | set(update["widths"])), "variants": variants,

@@ -107,6 +107,11 @@ def test_merge_replaces_the_variants_it_ran_and_recomputes_the_front():
     assert merged["summary"] == _summarize(merged["points"]) and merged["frontier"] == frontier(merged["summary"])
     again = merge(merged, {**first, "variants": {"lowrank": first["variants"]["lowrank"]},
                            "points": [p for p in first["points"] if p["variant"] == "lowrank"]})
-    assert [p["variant"] for p in again["points"]] == ["stored", "lowrank_shared", "lowrank"]
+    assert [p["variant"] for p in again["points"]] == ["stored", "lowrank", "lowrank_shared"]
+    # A new width of one variant keeps that variant's other widths.
+    wider = merge(merged, {**update, "widths": [32], "points": [{**shared, "width": 32}]})
+    assert [(p["variant"], p["width"]) for p in wider["points"]] == [
+        ("stored", 16), ("lowrank", 16), ("lowrank_shared", 16), ("lowrank_shared", 32)]
+    assert wider["widths"] == [16, 32]
     with pytest.raises(ValueError, match="different seeds"):
         merge(first, {**update, "seeds": [0, 1]})
