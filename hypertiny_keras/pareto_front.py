@@ -358,7 +358,7 @@ def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> path
     on_front = {(r["variant"], r["width"]) for r in result["frontier"]}
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     # One colour per trained variant; its codec files share it, told apart by line and marker.
-    families = list(dict.fromkeys(v.split("+")[0] for v in variants))
+    families = list(dict.fromkeys(v.partition("+")[0] for v in variants))
     palette = plt.cm.tab10 if len(families) <= 10 else plt.cm.tab20
     colors = {f: palette(i % palette.N) for i, f in enumerate(families)}
     styles = {None: ("-", "o"), "int4": ("--", "s"), "lut4": (":", "^")}
@@ -366,8 +366,9 @@ def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> path
     for variant in variants:
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["width"])
         x = [r["file_bytes"] for r in mine]
-        color = colors[variant.split("+")[0]]
-        line, marker = styles.get(VARIANTS[variant].codec if variant in VARIANTS else None, ("-", "o"))
+        family, _, codec = variant.partition("+")  # `<trained variant>+<codec>` (see `_with_codecs`)
+        color = colors[family]
+        line, marker = styles.get(codec or None, ("-", "o"))
         left.errorbar(x, [r["metric_mean"] for r in mine], yerr=[r["metric_sd"] for r in mine], marker=marker,
                       linestyle=line, capsize=3, color=color, label=variant)
         for r in mine:

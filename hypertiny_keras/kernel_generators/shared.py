@@ -51,9 +51,6 @@ class SharedFactors(FactorProduct):
 
     uses_generator: ClassVar[bool] = True
 
-    def check(self, generator) -> None:
-        KernelGenerator.check(self, generator)
-
     def matrix_shape(self, layer) -> tuple[int, int]:
         """(rows, cols) of the device product `M = left @ right.T` of `layer`."""
         left_shape, right_shape = self.factor_shapes(layer)
@@ -86,9 +83,8 @@ class SharedFactors(FactorProduct):
     def kernel(self, layer):
         from keras import ops
 
-        rows, _ = self.matrix_shape(layer)
         h = layer.generator(ops.expand_dims(layer.code, 0))
-        left = ops.reshape(ops.matmul(h, layer.bank), (rows, self.rank))
+        left = ops.reshape(ops.matmul(h, layer.bank), (-1, self.rank))  # (rows, r): the bank is (d_h, rows * r)
         return self.arrange(ops.matmul(left, ops.transpose(layer.right)), layer)
 
     def stored(self, layer):
@@ -108,8 +104,8 @@ class SharedFactors(FactorProduct):
         from keras import ops
 
         h = emitter.generator_output(layer)
-        left = emitter.fully_connected(f"{layer.bank.path}", h, layer.bank)
-        right = emitter.constant(f"{layer.right.path}", np.asarray(ops.convert_to_numpy(layer.right), np.float64))
+        left = emitter.fully_connected(layer.bank.path, h, layer.bank)
+        right = emitter.constant(layer.right.path, np.asarray(ops.convert_to_numpy(layer.right), np.float64))
         return emitter.product(layer.name, left, right, self.device_layout(layer))
 
 
