@@ -7,10 +7,10 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: quickstart test install clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml research/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e research
 	touch $(STAMP)
 
 install: $(STAMP)

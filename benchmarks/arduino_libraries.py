@@ -48,9 +48,9 @@ def _failed_scores(result: dict) -> dict[str, str]:
 def _runs(build: pathlib.Path, work: pathlib.Path) -> list[dict]:
     import numpy as np
 
-    from hypertiny_keras.emulator import emulate
-    from hypertiny_keras.export.arduino import export_arduino
-    from hypertiny_keras.quickstart import run_quickstart
+    from hypertiny_keras.device.emulator import emulate
+    from hypertiny_keras.device.arduino import export_arduino
+    from hypertiny_keras.cli.quickstart import run_quickstart
 
     targets = [("tflite-micro 90b983c2 (--sources)", {"sources": FLAGS.sources})]
     targets += [(pathlib.Path(d).name, {"arduino_library": d}) for d in FLAGS.libraries]
@@ -107,7 +107,7 @@ def main(argv) -> None:
         print("arduino_libraries: give --sources (TFLM/CMSIS checkouts) and --libraries (Arduino library "
               "folders); nothing written", file=sys.stderr)
         sys.exit(2)
-    from hypertiny_keras.fileio import atomic_write_all
+    from hypertiny_keras.utils.fileio import atomic_write_all
 
     with tempfile.TemporaryDirectory(prefix="hypertiny-arduino-libs-") as scratch:
         build = pathlib.Path(FLAGS.build) if FLAGS.build else pathlib.Path(scratch) / "build"

@@ -51,8 +51,8 @@ def _mitbih_files(out: pathlib.Path) -> dict[str, pathlib.Path]:
     import numpy as np
 
     from hypertiny_keras.data import load_mitbih
-    from hypertiny_keras.experiments.recipe import data_root
-    from hypertiny_keras.experiments.suite import model_specs
+    from hypertiny_research.recipe import data_root
+    from hypertiny_research.suite import model_specs
     from hypertiny_keras.export import export_tflite
 
     records = ["106", "119", "208", "200", "214", "233"]
@@ -76,8 +76,8 @@ def _emulate_pair(name: str, files: dict, build: pathlib.Path, work: pathlib.Pat
     """Sketches of `files["boot"]`/`["frozen"]`, each run with both kernel sets."""
     import numpy as np
 
-    from hypertiny_keras.emulator import emulate
-    from hypertiny_keras.export.arduino import export_arduino
+    from hypertiny_keras.device.emulator import emulate
+    from hypertiny_keras.device.arduino import export_arduino
 
     with np.load(files["windows"]) as saved:
         test_windows, labels = saved["windows"], saved["labels"]
@@ -99,7 +99,7 @@ def _emulate_pair(name: str, files: dict, build: pathlib.Path, work: pathlib.Pat
 
 def _pooling(build: pathlib.Path, work: pathlib.Path) -> dict:
     """Quickstart with MEAN vs AVERAGE_POOL_2D pooling: int8 accuracy over seeds, instructions of seed 0."""
-    from hypertiny_keras.quickstart import run_quickstart
+    from hypertiny_keras.cli.quickstart import run_quickstart
 
     rows = {}
     for pool in ("mean", "average_pool"):
@@ -212,9 +212,9 @@ def _plot(result: dict, path: pathlib.Path) -> None:
 
 def main(argv) -> None:
     del argv
-    from hypertiny_keras.emulator import EmulatorError, check_tools, source_roots
-    from hypertiny_keras.fileio import atomic_write
-    from hypertiny_keras.quickstart import run_quickstart
+    from hypertiny_keras.device.emulator import EmulatorError, check_tools, source_roots
+    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.cli.quickstart import run_quickstart
 
     try:
         check_tools()

@@ -3,7 +3,7 @@
 For one backbone (the separable 1-D CNN of `hypertiny_keras.pareto`, `--depth`
 blocks of `--width`, rank `--rank`, on Speech Commands' MFCC input shape
 101 frames x 40 coefficients, 12 classes), each variant of
-`hypertiny_keras.pareto_front.VARIANTS` named by `--variants` is built,
+`hypertiny_keras.evaluation.pareto_front.VARIANTS` named by `--variants` is built,
 fitted for one epoch on random inputs (instruction counts and bytes do not
 depend on how well a model is trained), exported as the Pareto grid deploys
 it (boot file for generated variants, frozen for stored ones, the codec for
@@ -60,7 +60,7 @@ def _file(variant: str, work: pathlib.Path, x, y) -> tuple[pathlib.Path, str]:
 
     from hypertiny_keras.export import export_tflite, weight_codecs
     from hypertiny_keras.layers import generated_layers
-    from hypertiny_keras.pareto_front import VARIANTS
+    from hypertiny_keras.evaluation.pareto_front import VARIANTS
 
     spec = VARIANTS[variant]
     keras.utils.set_random_seed(0)
@@ -116,10 +116,10 @@ def main(argv) -> None:
     del argv
     import numpy as np
 
-    from hypertiny_keras.emulator import EmulatorError, check_tools, emulate, source_roots
-    from hypertiny_keras.export.arduino import export_arduino
-    from hypertiny_keras.fileio import atomic_write
-    from hypertiny_keras.pareto_front import VARIANTS
+    from hypertiny_keras.device.emulator import EmulatorError, check_tools, emulate, source_roots
+    from hypertiny_keras.device.arduino import export_arduino
+    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.evaluation.pareto_front import VARIANTS
 
     variants = FLAGS.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]

@@ -1,6 +1,6 @@
 """Where the bytes of a small `.tflite` that are not weights go, and what removing each part would save.
 
-Runs the quickstart (its defaults, `hypertiny_keras.quickstart.run_quickstart`)
+Runs the quickstart (its defaults, `hypertiny_keras.cli.quickstart.run_quickstart`)
 and takes its frozen file after the flatbuffer diet. Each part is measured by
 serializing the model without it (object API, same writer as the exporter):
 the bytes saved are the part's full cost, including its offsets and tables.
@@ -94,7 +94,7 @@ def zero_point_check(data: bytes, windows) -> dict:
     import numpy as np
 
     from hypertiny_keras.export.flatbuffer import read_model, write_model
-    from hypertiny_keras.runtime import predict, run_litert
+    from hypertiny_keras.device.runtime import predict, run_litert
 
     model = read_model(data)
     _one_filter_zero_point(model)
@@ -145,8 +145,8 @@ def _markdown(result: dict) -> str:
 def main() -> None:
     import numpy as np
 
-    from hypertiny_keras.fileio import atomic_write
-    from hypertiny_keras.quickstart import run_quickstart
+    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.cli.quickstart import run_quickstart
 
     with tempfile.TemporaryDirectory(prefix="hypertiny-overhead-") as scratch:
         run_quickstart(scratch, verbose=0)

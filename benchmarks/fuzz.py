@@ -1,6 +1,6 @@
 """Fuzz the export over many random architectures and count outcomes by class.
 
-Each architecture (`hypertiny_keras.fuzzing.random_architecture`, seeded
+Each architecture (`hypertiny_keras.testing.fuzzing.random_architecture`, seeded
 from `--seed`) is exported with boot synthesis; the outcome is `exported`
 (boot == frozen bit for bit in TFLM, frozen TFLM vs LiteRT within 1 step,
 checked by the export itself), `refused` (a clear error before anything was
@@ -23,7 +23,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hypertiny_keras.fuzzing import HEADS, check_export, random_architecture
+from hypertiny_keras.testing.fuzzing import HEADS, check_export, random_architecture
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

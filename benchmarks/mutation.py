@@ -2,10 +2,10 @@
 
 A small HyperTinyPW model is trained on synthetic beats and exported twice
 (`boot`: init subgraph, CALL_ONCE, resource variables; `frozen`). `--count`
-seeded mutants of the two files (`hypertiny_keras.mutation.mutate`: bit
+seeded mutants of the two files (`hypertiny_keras.testing.mutation.mutate`: bit
 flips, truncations, random bytes after the header, zeroed ranges, in turn)
 go through `inspect_tflite`, `runtime.predict` (TFLM in its worker process)
-and `export_arduino` (`hypertiny_keras.mutation.check_mutant`), and a sample
+and `export_arduino` (`hypertiny_keras.testing.mutation.check_mutant`), and a sample
 through `hypertiny inspect` as a real process. Outcome classes: `ok`, a
 one-line refusal naming the file (`ValueError`, `TFLMError`, `TFLMCrash`), or
 `broken` (a broken promise). Writes `benchmarks/results/mutation.{json,md}`.
@@ -26,8 +26,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hypertiny_keras import quiet, runtime
-from hypertiny_keras.mutation import KINDS, READERS, check_mutant, mutate
+from hypertiny_keras.device import runtime
+from hypertiny_keras.utils import quiet
+from hypertiny_keras.testing.mutation import KINDS, READERS, check_mutant, mutate
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LENGTH = 64
@@ -58,7 +59,7 @@ def _originals(directory: pathlib.Path) -> dict[str, tuple[bytes, np.ndarray]]:
 
 def _cli_inspect(path: pathlib.Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "hypertiny_keras.cli", "inspect", str(path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path)], capture_output=True, text=True, timeout=300
     )
     if result.returncode == 0 and result.stdout.startswith("file: ") and not result.stderr:
         return "ok"

@@ -1,6 +1,6 @@
 """Quickstart figures: bytes by role, arena, accuracy and host invoke-time ratio of the frozen and boot files.
 
-Runs `hypertiny_keras.quickstart.run_quickstart` and writes
+Runs `hypertiny_keras.cli.quickstart.run_quickstart` and writes
 `benchmarks/results/quickstart.{json,md,png}`.
 
     .venv/bin/python benchmarks/quickstart.py
@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from hypertiny_keras.quickstart import run_quickstart  # noqa: E402
-from hypertiny_keras.runtime import invoke_ratio, io_quantization  # noqa: E402
+from hypertiny_keras.cli.quickstart import run_quickstart  # noqa: E402
+from hypertiny_keras.device.runtime import invoke_ratio, io_quantization  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python benchmarks/quickstart.py"

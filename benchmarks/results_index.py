@@ -6,7 +6,7 @@ Reads the model JSON files that the recipes wrote into each folder of `benchmark
 """
 import pathlib
 
-from hypertiny_keras.experiments.paper import write_index
+from hypertiny_research.paper import write_index
 
 if __name__ == "__main__":
     print(f"wrote {write_index(pathlib.Path(__file__).resolve().parent / 'results')}")

@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from hypertiny_keras.data import load_mitbih  # noqa: E402
-from hypertiny_keras.experiments.paper import note  # noqa: E402
-from hypertiny_keras.experiments.recipe import (  # noqa: E402
+from hypertiny_research.paper import note  # noqa: E402
+from hypertiny_research.recipe import (  # noqa: E402
     FLAGS,
     data_root,
     define_flags,

@@ -13,8 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from hypertiny_keras.data import load_speech_commands  # noqa: E402
-from hypertiny_keras.experiments.paper import note  # noqa: E402
-from hypertiny_keras.experiments.recipe import FLAGS, data_root, define_flags, run_from_flags  # noqa: E402
+from hypertiny_research.paper import note  # noqa: E402
+from hypertiny_research.recipe import FLAGS, data_root, define_flags, run_from_flags  # noqa: E402
 
 define_flags("benchmarks/results/speech_commands", default_epochs=30)
 flags.DEFINE_string("data_dir", None, "Speech Commands folder (default $HYPERTINY_DATA/speech_commands/test_v0.02)")

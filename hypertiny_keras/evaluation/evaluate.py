@@ -73,7 +73,7 @@ def model_outputs(model, x: np.ndarray, batch_size: int = 256, progress: bool = 
 
     Files are run with their own int8 input/output quantization (floats in, floats out).
     """
-    from hypertiny_keras import runtime
+    from hypertiny_keras.device import runtime
 
     x = np.asarray(x, np.float32)
     if isinstance(model, (bytes, bytearray, memoryview, str, os.PathLike)):

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 
 from hypertiny_keras.export.analyze import ExportError, ExportPlan, check_representative_data
-from hypertiny_keras.freeze import freeze
-from hypertiny_keras.quiet import silenced
+from hypertiny_keras.transforms.freezing import freeze
+from hypertiny_keras.utils.quiet import silenced
 
 #: Samples of the representative data used for calibration.
 CALIBRATION_SAMPLES = 200

@@ -5,7 +5,7 @@ import math
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.accounting import ROLES
+from hypertiny_keras.transforms.accounting import ROLES
 from hypertiny_keras.export.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model, tensor_indices
 
 OPS = schema.BuiltinOperator
@@ -183,7 +183,7 @@ def format_inspection(info: dict, board: str | None = None, arena_bytes: int | N
         arena_bytes: the TFLM arena the file needs (measured elsewhere, e.g. `ExportReport.arena_bytes`);
             without it the RAM split lists only the generated kernels.
     """
-    from hypertiny_keras.boards import flash_split, ram_split, get_board
+    from hypertiny_keras.device.boards import flash_split, ram_split, get_board
 
     spec = get_board(board) if board is not None else None
     lines = [f"file: {info['file_bytes']:,} bytes; init subgraph: {'yes' if info['has_init_subgraph'] else 'no'}"]

@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras import activations
+from hypertiny_keras.layers import activations
 from hypertiny_keras.export import fixed_point
 from hypertiny_keras.export.analyze import ExportError
 from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, compact, operator_code

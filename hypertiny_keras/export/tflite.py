@@ -13,7 +13,7 @@ import os
 import keras
 import numpy as np
 
-from hypertiny_keras.accounting import byte_table
+from hypertiny_keras.transforms.accounting import byte_table
 from hypertiny_keras.export.analyze import SYNTHESIS_MODES, analyze
 from hypertiny_keras.export.convert import convert
 from hypertiny_keras.export.diet import diet as flatbuffer_diet
@@ -22,7 +22,7 @@ from hypertiny_keras.export.inspect import inspect_tflite
 from hypertiny_keras.export.rewrite import add_init_subgraph, frozen_equivalent
 from hypertiny_keras.export.verify import FLOAT_DISTANCE_PROBLEM, verify
 from hypertiny_keras.export.write import write_pair
-from hypertiny_keras.runtime import tflm_arena_bytes
+from hypertiny_keras.device.runtime import tflm_arena_bytes
 
 
 class ExportVerificationError(RuntimeError):
@@ -96,12 +96,12 @@ class ExportReport:
 
     def plot(self, path, board: str = "nano33ble"):
         """A PNG of the flash and RAM bars of this file on `board` (`boards.plot_budget`)."""
-        from hypertiny_keras.boards import plot_budget
+        from hypertiny_keras.device.boards import plot_budget
 
         return plot_budget(self.inspection(), path, board, self.arena_bytes)
 
     def __str__(self) -> str:
-        from hypertiny_keras.boards import flash_split
+        from hypertiny_keras.device.boards import flash_split
 
         v, t = self.verification, self.timing_us
         lines = [

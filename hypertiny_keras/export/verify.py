@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from hypertiny_keras.export.analyze import ExportPlan
-from hypertiny_keras.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
+from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 
 
 #: How the problem sentence of the float-distance check starts.

@@ -6,7 +6,7 @@ import math
 import pathlib
 
 from hypertiny_keras.export.analyze import ExportError
-from hypertiny_keras.fileio import atomic_write_all
+from hypertiny_keras.utils.fileio import atomic_write_all
 
 
 def json_ready(value):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from hypertiny_keras import activations
+from hypertiny_keras.layers import activations
 
 #: Activations that lower to a fused activation of TFLite FULLY_CONNECTED.
 GENERATOR_ACTIVATIONS = tuple(activations.ACTIVATIONS)

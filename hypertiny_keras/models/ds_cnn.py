@@ -63,6 +63,6 @@ def ds_cnn(
     model = keras.Model(inputs, outputs, name=name or ("ds_cnn_hypertiny" if generated else "ds_cnn"))
     if not generated or blocks < 2:
         return model
-    from hypertiny_keras.hyperize import hyperize
+    from hypertiny_keras.transforms.hyperizing import hyperize
 
     return hyperize(model, head=head, rank=rank, code_dim=code_dim, hidden_dim=hidden_dim, fit=None, seed=None).model

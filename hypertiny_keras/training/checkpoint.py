@@ -24,7 +24,7 @@ import tempfile
 import keras
 import numpy as np
 
-from hypertiny_keras.fileio import atomic_write
+from hypertiny_keras.utils.fileio import atomic_write
 
 MODEL_FILE, ARRAYS_FILE, STATE_FILE = "model.keras", "state.npz", "state.json"
 

@@ -1,0 +1,1 @@
+"""The `hypertiny` command (`main`) and its offline `quickstart`."""

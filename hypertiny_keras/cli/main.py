@@ -1,0 +1,385 @@
+"""The `hypertiny` command: quickstart, export, inspect, emulate, data summary.
+
+Errors are one line on stderr and exit status 2; `-v` adds the traceback and
+lets TensorFlow's and the converter's own output through.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import sys
+import traceback
+
+from hypertiny_keras.utils import quiet
+from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+
+#: Longest error message printed without `-v`, in characters.
+MAX_ERROR_CHARS = 600
+#: Array names `--data file.npz` takes when the file holds several arrays, in order.
+DATA_NAMES = ("x", "windows")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _existing_file(path: str, option: str = "") -> pathlib.Path:
+    """`path` as a `Path`; one-line `FileNotFoundError` / `ValueError` (naming `option`) if missing or a directory."""
+    file, what = pathlib.Path(path), f"{option} {path}" if option else path
+    if file.is_dir():
+        raise ValueError(f"{what} is a directory, not a file")
+    if not file.is_file():
+        raise FileNotFoundError(f"{what}: no such file")
+    return file
+
+
+def load_array(spec: str, option: str = "--data", names: tuple[str, ...] = DATA_NAMES):
+    """The array named by a command-line `spec`: `FILE.npy`, `FILE.npz` or `FILE.npz:NAME`.
+
+    `FILE.npz` alone takes its only array, else the first of `names` it
+    holds. Pickled (object) arrays are refused.
+
+    Raises:
+        ValueError: one line naming `option` and the file, for an unknown
+            suffix, an unreadable file, or an `.npz` without the array asked for.
+        FileNotFoundError: the file is missing.
+    """
+    import numpy as np
+
+    path, key = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and head.lower().endswith(".npz"):
+        path, key = head, tail
+    file = _existing_file(path, option)
+    suffix = file.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise ValueError(f"{option} {spec}: expected a .npy file, or a .npz file (FILE.npz or FILE.npz:NAME)")
+    try:
+        if suffix == ".npy":
+            return np.load(file, allow_pickle=False)
+        with np.load(file, allow_pickle=False) as saved:
+            available = list(saved.files)
+            if key is None:
+                found = [name for name in names if name in available]
+                if len(available) == 1:
+                    key = available[0]
+                elif found:
+                    key = found[0]
+                else:
+                    raise ValueError(
+                        f"{option} {spec}: the file holds arrays {', '.join(available) or '(none)'}; "
+                        f"name one as {path}:NAME"
+                    )
+            if key not in available:
+                raise ValueError(f"{option} {spec}: no array {key!r} (the file holds {', '.join(available) or 'none'})")
+            return saved[key]
+    except ValueError as error:
+        if str(error).startswith(option):
+            raise
+        raise ValueError(f"{option} {spec}: cannot read it ({' '.join(str(error).split())})") from error
+    except Exception as error:  # noqa: BLE001 (a corrupt .npy/.npz fails in zipfile, pickle or numpy)
+        raise ValueError(f"{option} {spec}: cannot read it ({type(error).__name__}: {error})") from error
+
+
+def _quickstart(args) -> None:
+    with quiet.silenced():  # TensorFlow's import lines
+        from hypertiny_keras.cli.quickstart import run_quickstart
+
+    run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats,
+                   dense_per_tensor=args.dense_per_tensor)
+
+
+def _export_arduino(args) -> None:
+    model = _existing_file(args.model)
+    windows = labels = None
+    if args.windows:
+        windows = load_array(args.windows, "--windows", ("windows", "x"))
+        if not args.labels and args.windows.lower().endswith(".npz"):  # e.g. the quickstart's test_windows.npz
+            import numpy as np
+
+            with np.load(args.windows, allow_pickle=False) as saved:
+                has_labels = "labels" in saved.files and len(saved.files) > 1
+            if has_labels:
+                labels = load_array(f"{args.windows}:labels", "--windows")
+    if args.labels:
+        labels = load_array(args.labels, "--labels", ("labels", "y"))
+    with quiet.silenced():  # TensorFlow's import lines
+        from hypertiny_keras.device.arduino import export_arduino
+
+    result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
+                            emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
+                            library=args.library)
+    print(json.dumps(result, indent=2))
+
+
+def _emulate(args) -> None:
+    from hypertiny_keras.device.emulator import emulate, format_result
+
+    result = emulate(args.sketch, sources=args.sources, kernels=args.kernels, build_dir=args.build, jobs=args.jobs,
+                     arduino_library=args.arduino_library)
+    if args.json:
+        from hypertiny_keras.utils.fileio import atomic_write
+
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+    print(format_result(result))
+    if result["summary"]["passed"] != result["summary"]["checked"] or result["failures"]:
+        s = result["summary"]
+        raise RuntimeError(
+            f"{result['failures']} test vector runs differ from the TFLM Python wheel (by at most "
+            f"{s['max_score_lsb']} int8 steps; {s['class_differs']} vectors with another top class; see the log)"
+        )
+
+
+def _export(args) -> None:
+    if args.arduino:
+        _export_arduino(args)
+        return
+    if not args.data or not args.out:
+        raise ValueError("hypertiny export MODEL.keras needs --data X.npy and --out FILE.tflite")
+    model_path = _existing_file(args.model)
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    data = load_array(args.data)
+    with quiet.silenced():  # TensorFlow's import, Keras' loading and the converter print dozens of lines
+        import keras
+
+        import hypertiny_keras.layers  # noqa: F401  (registers the layers for loading)
+        from hypertiny_keras.export import export_tflite
+
+        model = keras.saving.load_model(model_path)
+        report = export_tflite(
+            model,
+            data,
+            out,
+            synthesis=args.synthesis,
+            io_dtype=args.io,
+            per_channel=args.per_channel,
+            keep_metadata=args.keep_metadata,
+            diet=args.diet,
+            dense_per_tensor=args.dense_per_tensor,
+            init_weight_bits=args.init_weight_bits,
+        )
+    print(report)
+
+
+def _compress(args) -> None:
+    data = _existing_file(args.file).read_bytes()
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    from hypertiny_keras.export import weight_codecs
+    from hypertiny_keras.export.flatbuffer import read_model
+    from hypertiny_keras.utils.fileio import atomic_write
+
+    read_model(data, args.file)  # one line for a file that is not a .tflite
+    coded = weight_codecs.get(args.codec)(data)
+    atomic_write(out, coded)
+    print(f"{args.file}: {len(data):,} B -> {out}: {len(coded):,} B with {args.codec} weights "
+          f"({len(data) - len(coded):,} B less); lossy: score it again (hypertiny_keras.evaluation.evaluate)")
+
+
+def _inspect(args) -> None:
+    data = _existing_file(args.file).read_bytes()
+    from hypertiny_keras.export.inspect import format_inspection, inspect_tflite  # no Keras, no TensorFlow
+
+    from hypertiny_keras.device.boards import get_board, plot_budget
+
+    if args.board is not None:
+        get_board(args.board)  # an unknown name fails before any work
+    info = inspect_tflite(data, args.file)
+    arena, source = args.arena, "--arena"
+    report = pathlib.Path(args.file).with_suffix(".json")
+    if arena is None and report.is_file():  # the export's report beside the file holds the measured arena
+        try:
+            arena, source = int(json.loads(report.read_text())["arena_bytes"]), f"{report.name} (host TFLM, 64-bit)"
+        except (ValueError, KeyError, TypeError):
+            arena = None
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info, args.board, arena))
+    if arena is not None and not args.json:
+        print(f"arena: {arena:,} bytes from {source}")
+    if args.plot:
+        print(f"wrote {plot_budget(info, args.plot, args.board or 'nano33ble', arena)}")
+
+
+def _data_summary(args) -> None:
+    with quiet.silenced():  # TensorFlow's import lines
+        from hypertiny_keras.data import summary_cli
+
+    summary_cli(args.dataset, args.data_dir, json_path=args.json)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of `hypertiny` (imports neither TensorFlow nor Keras)."""
+    p = _Parser(prog="hypertiny", description=__doc__)
+    _add_verbose(p, False)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quickstart", help="train, export and verify the quickstart model (offline)")
+    q.add_argument("--out", default="out/quickstart", help="output directory")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--epochs", type=int, default=8)
+    q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
+    q.add_argument(
+        "--dense-per-tensor", action="store_true",
+        help="one scale per classifier weight tensor, for the Arduino TFLM libraries (2023 snapshots)",
+    )
+    q.set_defaults(run=_quickstart)
+
+    e = sub.add_parser("export", help="export a .keras model to int8 .tflite, or a .tflite to an Arduino sketch")
+    e.add_argument("model", help="MODEL.keras (or MODEL.tflite with --arduino)")
+    e.add_argument(
+        "--data",
+        help="representative float inputs (n, *input_shape): X.npy, X.npz (its only array, or 'x' / 'windows') "
+        "or X.npz:NAME",
+    )
+    e.add_argument("--out", help="output .tflite path (the report goes beside it as .json)")
+    e.add_argument("--synthesis", choices=("boot", "frozen"), default="boot")
+    e.add_argument("--io", choices=("int8", "float32"), default="int8", help="input/output type")
+    scales = e.add_mutually_exclusive_group()
+    scales.add_argument(
+        "--per-channel", dest="per_channel", action="store_true", default=True,
+        help="per-channel scales for generated filters (the default, as in export_tflite)",
+    )
+    scales.add_argument(
+        "--per-tensor", dest="per_channel", action="store_false", help="one scale per generated filter"
+    )
+    e.add_argument("--keep-metadata", action="store_true", help="keep names, signatures and metadata")
+    e.add_argument(
+        "--no-diet", dest="diet", action="store_false",
+        help="skip the flatbuffer diet (identity reshapes, unread quantization and options, duplicate constants)",
+    )
+    e.add_argument(
+        "--dense-per-tensor", action="store_true",
+        help="one scale per FULLY_CONNECTED weight tensor: what the Arduino TFLM libraries (2023 snapshots) compute",
+    )
+    e.add_argument(
+        "--init-weight-bits", type=int, choices=(8, 4), default=8,
+        help="boot: bits of the init subgraph's FULLY_CONNECTED weights (4: packed int4, half their bytes; "
+        "heads still exact)",
+    )
+    e.add_argument("--arduino", metavar="DIR", help="write an Arduino sketch folder for MODEL.tflite")
+    e.add_argument(
+        "--windows",
+        help="float test windows for the sketch: .npy, .npz with 'windows' (and 'labels'), or X.npz:NAME",
+    )
+    e.add_argument("--labels", help="labels of the test windows: .npy, .npz or X.npz:NAME")
+    e.add_argument(
+        "--emulator-sources", metavar="DIR",
+        help="with --arduino: run the sketch on an emulated Cortex-M4 first (hypertiny emulate) and size its arena "
+        "from the 32-bit figure; DIR holds the tflite-micro, CMSIS-NN, ... checkouts",
+    )
+    e.add_argument("--emulator-build", metavar="DIR", help="build folder kept for --emulator-sources (reused)")
+    e.add_argument(
+        "--library", choices=sorted(ARDUINO_LIBRARIES), default=DEFAULT_ARDUINO_LIBRARY,
+        help="with --arduino: the TFLM Arduino library the sketch includes (tflm_library.h)",
+    )
+    e.set_defaults(run=_export)
+
+    c = sub.add_parser("compress", help="re-write an int8 .tflite's weights as int4 or 4-bit look-up tables")
+    c.add_argument("file", help="an int8 .tflite (frozen or boot) made by hypertiny export")
+    c.add_argument("--codec", choices=("int4", "lut4"), required=True,
+                   help="int4: packed int4 weights; lut4: 4-bit look-up tables run by DECODE (tflite-micro 2025+)")
+    c.add_argument("--out", required=True, help="the .tflite to write")
+    c.set_defaults(run=_compress)
+
+    i = sub.add_parser("inspect", help="subgraphs, operators and bytes by role of a .tflite")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--board", help="give each flash/RAM part as % of this board (e.g. nano33ble)")
+    i.add_argument("--arena", type=int, help="TFLM arena bytes (default: arena_bytes of the export report beside FILE)")
+    i.add_argument("--plot", metavar="PNG", help="write the flash/RAM bars as a PNG")
+    i.set_defaults(run=_inspect)
+
+    m = sub.add_parser("emulate", help="build an Arduino sketch folder for an emulated Cortex-M4F and run it (QEMU)")
+    m.add_argument("sketch", help="a folder made by hypertiny export --arduino")
+    m.add_argument(
+        "--sources",
+        help="folder with tflite-micro flatbuffers gemmlowp ruy CMSIS-NN CMSIS_6 checkouts "
+        "(default: $HYPERTINY_EMULATOR_SOURCES)",
+    )
+    m.add_argument("--kernels", choices=("cmsis", "reference"), default="cmsis")
+    m.add_argument(
+        "--arduino-library", metavar="DIR",
+        help="build against this installed Arduino TFLM library (e.g. ~/Arduino/libraries/Chirale_TensorFlowLite) "
+        "instead of --sources; CMSIS-NN kernels only",
+    )
+    m.add_argument("--build", help="build folder, kept and reused (default: a temporary one)")
+    m.add_argument("--jobs", type=int, help="parallel compile jobs (default: all CPUs)")
+    m.add_argument("--json", metavar="FILE", help="write every figure (and the board's log) to FILE")
+    m.set_defaults(run=_emulate)
+
+    d = sub.add_parser("data", help="datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("summary", help="windows, classes and records per split")
+    s.add_argument("--dataset", required=True, choices=("mitbih", "ptbxl", "apnea_ecg", "speech_commands"))
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--json", help="also write the summary to this JSON file")
+    s.set_defaults(run=_data_summary)
+    for subparser in (q, e, c, i, m, d, s):  # -v also after the command; its default stays the main parser's
+        _add_verbose(subparser, argparse.SUPPRESS)
+    return p
+
+
+def _add_verbose(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="show tracebacks and what TensorFlow and the converter print",
+    )
+
+
+def error_line(error: BaseException) -> str:
+    """`error` as one line: its message with whitespace collapsed, the type named unless it is self-explanatory."""
+    message = " ".join(str(error).split())
+    if not isinstance(error, (ValueError, OSError, RuntimeError)) or not message:
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 30] + " ... (-v for the whole message)"
+    return message
+
+
+@contextlib.contextmanager
+def _environment(verbose: bool):
+    """`HYPERTINY_VERBOSE` and `TF_CPP_MIN_LOG_LEVEL` for one run, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in (quiet.VERBOSE_ENV, "TF_CPP_MIN_LOG_LEVEL")}
+    if verbose:
+        os.environ[quiet.VERBOSE_ENV] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the `hypertiny` console script.
+
+    Every error ends the command with one line on stderr and exit status 2
+    (`-v`: the traceback first).
+    """
+    args = parser().parse_args(argv)
+    with _environment(args.verbose):
+        try:
+            args.run(args)
+        except KeyboardInterrupt:
+            print(f"hypertiny {args.command}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        except Exception as error:  # noqa: BLE001 (every error is reported the same way)
+            if args.verbose:
+                traceback.print_exc()
+            print(f"hypertiny {args.command}: error: {error_line(error)}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,142 @@
+"""The quickstart: train a small HyperTinyPW CNN on synthetic ECG beats, export, run in TFLM.
+
+Offline and deterministic by seed. Writes to `out_dir`:
+`model_frozen_int8.tflite`, `model_boot_int8.tflite` (each with its export
+report as `.json`), `report.json` (everything printed), `model.keras` (the
+trained Keras model) and `test_windows.npz` (16 test windows with labels,
+for `hypertiny export --arduino`).
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from hypertiny_keras.transforms.accounting import byte_table
+from hypertiny_keras.data.synthetic import CLASS_NAMES, make_beats
+from hypertiny_keras.export import export_tflite
+from hypertiny_keras.utils.fileio import atomic_write
+from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
+from hypertiny_keras.device.runtime import predict
+
+WINDOW = 256  # samples at 128 Hz = 2 s
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def run_quickstart(
+    out_dir: str,
+    seed: int = 0,
+    epochs: int = 8,
+    beats: int = 6000,
+    verbose: int = 1,
+    pool: str = "average_pool",
+    dense_per_tensor: bool = False,
+) -> dict:
+    """Train, export (frozen and boot), verify in TFLM and LiteRT, and report.
+
+    Args:
+        out_dir: output directory (created).
+        seed: seed of the data and of the weights.
+        epochs: training epochs (Keras progress bar when `verbose`).
+        beats: synthetic windows (80/10/10 train/validation/test).
+        verbose: 0 silent, 1 progress bars and the printed report.
+        pool: the model's global pooling (`models.separable.POOLINGS`).
+        dense_per_tensor: export the classifier with one weight scale
+            (`export_tflite`): what the Arduino libraries' 2023 TFLM computes.
+
+    Returns:
+        The report dict (also written to `out_dir/report.json`).
+    """
+    start = time.perf_counter()
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = make_beats(beats, length=WINDOW, seed=seed)
+    n_train, n_val = int(0.8 * beats), int(0.1 * beats)
+    x_train, y_train = x[:n_train], y[:n_train]
+    x_val, y_val = x[n_train : n_train + n_val], y[n_train : n_train + n_val]
+    x_test, y_test = x[n_train + n_val :], y[n_train + n_val :]
+
+    keras.utils.set_random_seed(seed)
+    model = hypertiny_pw((WINDOW, 1), len(CLASS_NAMES), pool=pool)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(
+        x_train, y_train, batch_size=64, epochs=epochs, validation_data=(x_val, y_val), verbose=verbose
+    )
+    model.save(out / "model.keras")
+    np.savez(out / "test_windows.npz", windows=x_test[:16], labels=y_test[:16])
+
+    exports = {
+        mode: export_tflite(model, x_train[:300], out / f"model_{mode}_int8.tflite", synthesis=mode,
+                            dense_per_tensor=dense_per_tensor)
+        for mode in ("frozen", "boot")
+    }
+    files = {mode: (out / f"model_{mode}_int8.tflite").read_bytes() for mode in exports}
+    tflm = {mode: predict(data, x_test, "tflm") for mode, data in files.items()}
+    litert_boot = predict(files["boot"], x_test, "litert")
+    step = exports["boot"].verification["output_step"]
+    table = byte_table(model)
+    report = {
+        "seed": seed,
+        "epochs": epochs,
+        "pool": pool,
+        "data": {"source": "hypertiny_keras.data.synthetic.make_beats", "train": n_train, "val": n_val,
+                 "test": len(y_test), "window_samples": WINDOW, "fs_hz": 128.0},
+        "accuracy": {
+            "keras_float": _accuracy(model.predict(x_test, verbose=0), y_test),
+            "tflm_int8_frozen": _accuracy(tflm["frozen"], y_test),
+            "tflm_int8_boot": _accuracy(tflm["boot"], y_test),
+            "litert_int8_boot": _accuracy(litert_boot, y_test),
+        },
+        "test_set_checks": {
+            "boot_tflm_vs_litert_max_steps": float(np.rint(np.abs(tflm["boot"] - litert_boot).max() / step)),
+            "boot_tflm_vs_litert_exact_rate": float(np.mean(np.isclose(tflm["boot"], litert_boot))),
+            "boot_vs_frozen_tflm_max_steps": float(np.rint(np.abs(tflm["boot"] - tflm["frozen"]).max() / step)),
+        },
+        "packed_bytes": table.to_dict(),
+        "stored_pw_twin_packed_bytes_8bit": byte_table(
+            stored_pw_twin((WINDOW, 1), len(CLASS_NAMES))
+        ).total[8],
+        "exports": {mode: r.to_dict() for mode, r in exports.items()},
+        "wall_time_s": None,
+    }
+    report["wall_time_s"] = time.perf_counter() - start
+    atomic_write(out / "report.json", json.dumps(report, indent=2).encode())
+    if verbose:
+        print(format_report(report, table, exports))
+    return report
+
+
+def format_report(report: dict, table, exports) -> str:
+    """The quickstart's printed summary."""
+    acc, checks = report["accuracy"], report["test_set_checks"]
+    frozen, boot = exports["frozen"], exports["boot"]
+    roles = [r for r in boot.bytes_by_role if boot.bytes_by_role[r] or frozen.bytes_by_role[r]]
+    lines = ["", "== model bytes: packed (Eq. 4/6) ==", str(table), "",
+             "== .tflite bytes by role ==", f"{'role':<20}{'frozen':>10}{'boot':>10}"]
+    lines += [f"{r:<20}{frozen.bytes_by_role[r]:>10,}{boot.bytes_by_role[r]:>10,}" for r in roles]
+    lines += [f"{'file':<20}{frozen.file_bytes:>10,}{boot.file_bytes:>10,}",
+              f"{'TFLM arena (host)':<20}{frozen.arena_bytes:>10,}{boot.arena_bytes:>10,}",
+              f"{'kernels in RAM':<20}{frozen.generated_weight_ram_bytes:>10,}{boot.generated_weight_ram_bytes:>10,}",
+              "",
+              f"== accuracy on {report['data']['test']} synthetic test beats ==",
+              f"Keras float {acc['keras_float']:.4f} | TFLM int8 frozen {acc['tflm_int8_frozen']:.4f} | "
+              f"TFLM int8 boot {acc['tflm_int8_boot']:.4f} | LiteRT int8 boot {acc['litert_int8_boot']:.4f}",
+              "",
+              "== TFLM == LiteRT (boot file, test set) ==",
+              f"max difference {checks['boot_tflm_vs_litert_max_steps']:.0f} output step(s), "
+              f"exact {100 * checks['boot_tflm_vs_litert_exact_rate']:.2f}%; boot vs frozen in TFLM: "
+              f"max {checks['boot_vs_frozen_tflm_max_steps']:.0f} step(s)",
+              "",
+              str(frozen), str(boot),
+              f"\nwall time {report['wall_time_s']:.0f} s"]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Internal utilities: quiet logs for TensorFlow/absl, and atomic file writes."""

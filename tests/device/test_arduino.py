@@ -1,0 +1,259 @@
+"""`export_arduino` and the tflm_app sources: resolver, C array, test vectors, includes, refusals."""
+import math
+import pathlib
+import re
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+from tflite_micro.python.tflite_micro.runtime import count_resource_variables
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from hypertiny_keras.export import export_tflite, inspect_tflite
+from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+from hypertiny_keras.device.arduino import CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
+from hypertiny_keras.export.flatbuffer import builtin_code, op_names, read_model, write_model
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
+from hypertiny_keras.device.runtime import io_quantization, run_tflm
+
+TFLM_APP = pathlib.Path(__file__).resolve().parents[2] / "tflm_app"
+STEPS, CHANNELS = 48, 1
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny trained model exported `boot` and `frozen`, each with its sketch."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, STEPS, CHANNELS)).astype("float32")
+    y = (x[:, : STEPS // 2, 0].mean(1) > 0).astype("int32")
+    inputs = keras.Input((STEPS, CHANNELS))
+    h = keras.layers.Conv1D(8, 5, strides=2, activation="relu")(inputs)
+    h = keras.layers.Conv1D(16, 1)(h)
+    h = keras.layers.DepthwiseConv1D(3, activation="relu")(h)
+    h = HyperPointwise(24, PointwiseGenerator(4, 16), activation="relu")(h)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(h))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    root = tmp_path_factory.mktemp("arduino")
+    model.save(root / "model.keras")
+    result = {"x": x, "y": y, "root": root, "keras": root / "model.keras"}
+    for mode in ("boot", "frozen"):
+        path = root / f"{mode}.tflite"
+        export_tflite(model, x, path, synthesis=mode, verify_samples=16, dense_per_tensor=True)
+        sketch = root / f"Sketch_{mode}"
+        report = export_arduino(str(path), str(sketch), x[:5], y[:5])
+        result[mode] = {"path": path, "data": path.read_bytes(), "sketch": sketch, "report": report}
+    return result
+
+
+def _array(text: str, name: str) -> np.ndarray:
+    """Integer values of the C array `name` in `text` (decimal or hex)."""
+    match = re.search(rf"\b{name}\[[^=]*=\s*\{{(.*?)\}};", text, re.S)
+    assert match, f"{name} not found"
+    return np.array([int(v, 0) for v in re.findall(r"-?0x[0-9a-f]+|-?\d+", match.group(1))])
+
+
+def _define(text: str, name: str) -> int:
+    return int(re.search(rf"#define {name} (\d+)", text).group(1))
+
+
+@pytest.mark.parametrize("mode", ["boot", "frozen"])
+def test_resolver_registers_exactly_the_models_ops(exported, mode):
+    entry = exported[mode]
+    text = (entry["sketch"] / "model_ops.h").read_text()
+    by_method = {method: op for op, method in RESOLVER_METHODS.items()}
+    # Plain registrations only (the 2023 TFLM of the Arduino libraries takes no
+    # arguments); the core's resolver swaps in its own CALL_ONCE kernel.
+    calls = re.findall(r"resolver\.(Add\w+)\(([^)]*)\)", text)
+    assert calls and all(arg == "" for _, arg in calls)
+    methods = [m for m, _ in calls]
+    registered = [by_method[m] for m in methods]
+    per_subgraph = op_names(read_model(entry["data"]))
+    in_model = {name for names in per_subgraph for name in names}
+    assert sorted(registered) == sorted(in_model)
+    assert _define(text, "HYPERTINY_OP_COUNT") == len(methods) == len(in_model)
+    variables = _define(text, "HYPERTINY_RESOURCE_VARIABLES")
+    assert variables == count_resource_variables(entry["data"]) == inspect_tflite(entry["data"])["resource_variables"]
+    if mode == "boot":
+        # The init subgraph's ops are registered too; main alone would miss them.
+        assert len(per_subgraph) == 2 and {"FULLY_CONNECTED", "ASSIGN_VARIABLE"} <= set(registered)
+        assert "ASSIGN_VARIABLE" not in per_subgraph[0] and variables == 1
+    else:
+        assert len(per_subgraph) == 1 and variables == 0
+    assert entry["report"]["ops"] == sorted(in_model)
+
+
+def test_unregistrable_op_is_refused_and_nothing_written(exported, tmp_path):
+    model = read_model(exported["frozen"]["data"])
+    mean = next(op for op in model.subgraphs[0].operators if builtin_code(model, op) == schema.BuiltinOperator.MEAN)
+    code = model.operatorCodes[mean.opcodeIndex]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.LSH_PROJECTION
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(write_model(model))
+    sketch = tmp_path / "Sketch"
+    with pytest.raises(ValueError, match=r"cannot register.*LSH_PROJECTION \(subgraph 0\)"):
+        export_arduino(str(bad), str(sketch), exported["x"][:2])
+    assert not sketch.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tflite"]  # no staging folder left
+
+
+def test_over_budget_is_refused_and_existing_sketch_untouched(exported, tmp_path):
+    sketch = tmp_path / "Sketch"
+    shutil.copytree(exported["frozen"]["sketch"], sketch)
+    before = {p.name: p.read_bytes() for p in sketch.iterdir()}
+    with pytest.raises(ValueError, match=r"exceeds the board's 262144 bytes of RAM"):
+        export_arduino(str(exported["boot"]["path"]), str(sketch), arena_margin=100.0)
+    with pytest.raises(ValueError, match=r"windows must have shape \(n, 48, 1\)"):
+        export_arduino(str(exported["boot"]["path"]), str(sketch), exported["x"][:, :10])
+    assert {p.name: p.read_bytes() for p in sketch.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Sketch"]
+
+
+@pytest.mark.parametrize("mode", ["boot", "frozen"])
+def test_model_array_parses_back_aligned_and_const(exported, mode):
+    entry = exported[mode]
+    source = (entry["sketch"] / "model_data.cc").read_text()
+    header = (entry["sketch"] / "model_data.h").read_text()
+    assert "alignas(16) const unsigned char g_model[] = {" in source
+    assert "alignas(16) extern const unsigned char g_model[];" in header
+    assert bytes(_array(source, "g_model").astype(np.uint8)) == entry["data"]
+    assert int(re.search(r"g_model_len = (\d+);", source).group(1)) == len(entry["data"])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("nm") is None, reason="needs g++ and nm")
+def test_model_array_compiles_to_aligned_read_only_data(exported, tmp_path):
+    """The compiler's view: same bytes, 16-byte aligned, in a read-only section."""
+    sketch = exported["boot"]["sketch"]
+    (tmp_path / "dump.cc").write_text(
+        '#include <cstdint>\n#include <cstdio>\n#include "model_data.h"\n'
+        "int main() {\n  if (reinterpret_cast<uintptr_t>(g_model) % 16 != 0) return 2;\n"
+        "  return fwrite(g_model, 1, g_model_len, stdout) == g_model_len ? 0 : 3;\n}\n"
+    )
+    exe = tmp_path / "dump"
+    subprocess.run(
+        ["g++", "-std=c++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Werror", f"-I{sketch}",
+         str(tmp_path / "dump.cc"), str(sketch / "model_data.cc"), "-o", str(exe)],
+        check=True,
+    )
+    assert subprocess.run([str(exe)], capture_output=True, check=True).stdout == exported["boot"]["data"]
+    symbols = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^[0-9a-f]+ R g_model$", symbols, re.M), "g_model is not in read-only data"
+
+
+@pytest.mark.parametrize("mode", ["boot", "frozen"])
+def test_vectors_equal_a_fresh_tflm_run(exported, mode):
+    entry = exported[mode]
+    text = (entry["sketch"] / "test_vectors.h").read_text()
+    input_q, output_q = io_quantization(entry["data"])
+    windows = input_q.quantize(exported["x"][:5])
+    assert (_array(text, "kHypertinyTestWindows") == windows.ravel()).all()
+    fresh = run_tflm(entry["data"], windows).outputs
+    expected = _array(text, "kHypertinyTestExpected").reshape(fresh.shape)
+    assert (expected == fresh).all()
+    assert (_array(text, "kHypertinyTestLabels") == exported["y"][:5]).all()
+    assert re.search(rf"kHypertinyOutputZeroPoint = {output_q.zero_point};", text)
+    arena = (entry["sketch"] / "arena_config.h").read_text()
+    assert "64-bit" in arena
+    compiled, host = entry["report"]["arena_bytes"], entry["report"]["arena_measured_bytes"]
+    assert _define(arena, "HYPERTINY_ARENA_BYTES") == compiled
+    # The host figure corrected to 32 bits, plus the margin: never below the 64-bit figure itself.
+    assert compiled == 16 * math.ceil(host * CORTEX_M_ARENA_FACTOR * 1.25 / 16) >= host
+    assert entry["report"]["arena_board_bytes"] is None and "host" in entry["report"]["arena_note"]
+
+
+def test_boot_and_lazy_give_identical_outputs(exported):
+    """BOOT: one invoke on a zero window, then the windows; LAZY: the windows directly."""
+    data = exported["boot"]["data"]
+    input_q, _ = io_quantization(data)
+    windows = input_q.quantize(exported["x"][:8])
+    zero = input_q.quantize(np.zeros((1, *windows.shape[1:]), np.float32))
+    boot = run_tflm(data, np.concatenate([zero, windows])).outputs[1:]
+    lazy = run_tflm(data, windows).outputs
+    assert (boot == lazy).all()
+
+
+def test_sources_include_only_allowed_headers(exported):
+    allowed = {
+        line.strip()
+        for line in (TFLM_APP / "allowed_includes.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    sketch = exported["boot"]["sketch"]
+    sources = sorted(TFLM_APP.glob("src/*")) + sorted(TFLM_APP.glob("arduino/*/*.ino"))
+    sources += [sketch / name for name in exported["boot"]["report"]["files"]]
+    found = {}
+    for path in sources:
+        for header in re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M):
+            found.setdefault(header, path.name)
+    assert "tensorflow/lite/micro/micro_interpreter.h" in found
+    assert {h: f for h, f in found.items() if h not in allowed} == {}
+    generated_headers = {n for n in exported["boot"]["report"]["files"] if n.endswith(".h")}
+    assert generated_headers <= allowed
+
+
+def test_sketch_gets_core_and_ino_but_keeps_an_edited_ino(exported, tmp_path):
+    sketch = tmp_path / "Copy"
+    shutil.copytree(exported["boot"]["sketch"], sketch)
+    (sketch / f"{exported['boot']['sketch'].name}.ino").rename(sketch / "Copy.ino")
+    assert (sketch / "hypertiny_app.cc").read_bytes() == (TFLM_APP / "src" / "hypertiny_app.cc").read_bytes()
+    ino = sketch / f"{sketch.name}.ino"
+    assert ino.read_bytes() == (TFLM_APP / "arduino" / "HyperTinyPW" / "HyperTinyPW.ino").read_bytes()
+    ino.write_text("// edited\n")
+    report = export_arduino(str(exported["boot"]["path"]), str(sketch))
+    assert ino.read_text() == "// edited\n" and f"{sketch.name}.ino" not in report["files"]
+    assert "kHypertinyTestCount = 0;" in (sketch / "test_vectors.h").read_text()
+
+
+def test_library_selects_the_header_the_sketch_includes(exported, tmp_path):
+    sketch = exported["boot"]["sketch"]
+    assert exported["boot"]["report"]["library"] == DEFAULT_ARDUINO_LIBRARY == "chirale"
+    assert '#include "tflm_library.h"' in (sketch / f"{sketch.name}.ino").read_text()
+    assert "#include <Chirale_TensorFlowLite.h>" in (sketch / "tflm_library.h").read_text()
+    other = tmp_path / "Other"
+    report = export_arduino(str(exported["boot"]["path"]), str(other), library="arduino-examples")
+    assert report["library"] == "arduino-examples" and "tflm_library.h" in report["files"]
+    text = (other / "tflm_library.h").read_text()
+    assert "#include <TensorFlowLite.h>" in text and "Chirale" not in text
+    with pytest.raises(ValueError, match="unknown Arduino library 'mbed'.*arduino-examples, chirale"):
+        export_arduino(str(exported["boot"]["path"]), str(tmp_path / "Never"), library="mbed")
+    assert not (tmp_path / "Never").exists()
+    allowed = (TFLM_APP / "allowed_includes.txt").read_text().split()
+    assert all(library.header in allowed for library in ARDUINO_LIBRARIES.values() if library.header)
+
+
+def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, tmp_path):
+    """Their 2023 TFLM would use the first scale for every channel of a FULLY_CONNECTED weight."""
+    path = tmp_path / "per_channel.tflite"
+    model = keras.saving.load_model(exported["keras"])
+    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8)  # the converter's default
+    for library in ("chirale", "arduino-examples"):
+        with pytest.raises(ValueError, match=rf"^{path}: the {library} library's TFLM .* per-channel ones in subgraph 0"):
+            export_arduino(str(path), str(tmp_path / "Refused"), library=library)
+    assert not (tmp_path / "Refused").exists()
+    report = export_arduino(str(path), str(tmp_path / "Modern"), library="tflite-micro")
+    assert "#include" not in (tmp_path / "Modern" / "tflm_library.h").read_text().split("#define")[-1]
+    assert report["library"] == "tflite-micro"
+
+
+def test_look_up_table_weights_register_decode_and_are_refused_without_it(exported, tmp_path):
+    """A lut4 file (tflite_micro.compression) needs DECODE, a CUSTOM op the 2023 libraries lack."""
+    from hypertiny_keras.export import weight_codecs
+
+    model = keras.Sequential([keras.Input((STEPS, CHANNELS)), keras.layers.Conv1D(8, 5, activation="relu"),
+                              keras.layers.Conv1D(64, 1, activation="relu"), keras.layers.Conv1D(64, 1),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3)])
+    path = tmp_path / "wide.tflite"
+    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8, dense_per_tensor=True)
+    lut = tmp_path / "lut.tflite"
+    lut.write_bytes(weight_codecs.lut4(path.read_bytes()))
+    assert "TFLM_DECODE" in op_names(read_model(lut.read_bytes()))[0]
+    with pytest.raises(ValueError, match=rf"^{lut}: the chirale library's TFLM .* no DECODE operator"):
+        export_arduino(str(lut), str(tmp_path / "Refused"), library="chirale")
+    assert not (tmp_path / "Refused").exists()
+    export_arduino(str(lut), str(tmp_path / "Modern"), library="tflite-micro")
+    ops = (tmp_path / "Modern" / "model_ops.h").read_text()
+    assert "resolver.AddDecode()" in ops and "TFLM_DECODE" in ops
