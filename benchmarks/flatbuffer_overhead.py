@@ -36,7 +36,7 @@ def _drop_quantization(model) -> None:
 
 
 def _one_filter_zero_point(model) -> None:
-    from hypertiny_keras.export.weight_codecs import filters
+    from hypertiny_keras.tflite.weight_codecs import filters
 
     for subgraph, index, _ in filters(model):
         q = model.subgraphs[subgraph].tensors[index].quantization
@@ -71,8 +71,8 @@ PARTS = {
 
 def measure(data: bytes) -> dict:
     """Bytes of `data` and what serializing it without each part of `PARTS` saves."""
-    from hypertiny_keras.export.flatbuffer import read_model, write_model
-    from hypertiny_keras.export.inspect import inspect_tflite
+    from hypertiny_keras.tflite.flatbuffer import read_model, write_model
+    from hypertiny_keras.tflite.inspect import inspect_tflite
 
     model = read_model(data)
     base = len(write_model(model))
@@ -93,7 +93,7 @@ def zero_point_check(data: bytes, windows) -> dict:
     """TFLM outputs of `data` with one zero point per filter (same bit for bit?) and whether LiteRT loads it."""
     import numpy as np
 
-    from hypertiny_keras.export.flatbuffer import read_model, write_model
+    from hypertiny_keras.tflite.flatbuffer import read_model, write_model
     from hypertiny_keras.device.runtime import predict, run_litert
 
     model = read_model(data)

@@ -35,8 +35,8 @@ _API = {
     "ExportReport": "hypertiny_keras.export",
     "ExportVerificationError": "hypertiny_keras.export",
     "export_tflite": "hypertiny_keras.export",
-    "format_inspection": "hypertiny_keras.export",
-    "inspect_tflite": "hypertiny_keras.export",
+    "format_inspection": "hypertiny_keras.device.boards",
+    "inspect_tflite": "hypertiny_keras.tflite.inspect",
     "pareto": "hypertiny_keras.evaluation",
     "plot_pareto": "hypertiny_keras.evaluation",
 }

@@ -174,8 +174,8 @@ def _compress(args) -> None:
     out = pathlib.Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
-    from hypertiny_keras.export import weight_codecs
-    from hypertiny_keras.export.flatbuffer import read_model
+    from hypertiny_keras.tflite import weight_codecs
+    from hypertiny_keras.tflite.flatbuffer import read_model
     from hypertiny_keras.utils.fileio import atomic_write
 
     read_model(data, args.file)  # one line for a file that is not a .tflite
@@ -187,7 +187,8 @@ def _compress(args) -> None:
 
 def _inspect(args) -> None:
     data = _existing_file(args.file).read_bytes()
-    from hypertiny_keras.export.inspect import format_inspection, inspect_tflite  # no Keras, no TensorFlow
+    from hypertiny_keras.device.boards import format_inspection
+    from hypertiny_keras.tflite.inspect import inspect_tflite  # no Keras, no TensorFlow
 
     from hypertiny_keras.device.boards import get_board, plot_budget
 

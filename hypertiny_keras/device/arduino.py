@@ -32,8 +32,8 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from hypertiny_keras.device.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, ArduinoLibrary, library_header
 from hypertiny_keras.device.arduino_libraries import get as get_library
-from hypertiny_keras.export.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, builtin_code, op_names, read_model
-from hypertiny_keras.export.inspect import inspect_tflite
+from hypertiny_keras.tflite.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, builtin_code, op_names, read_model
+from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
 
 #: Operators the core can register: TFLite builtin name -> method of

@@ -99,3 +99,55 @@ def plot_budget(info: dict, path: str | pathlib.Path, board: str = "nano33ble", 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def format_inspection(info: dict, board: str | None = None, arena_bytes: int | None = None) -> str:
+    """Human-readable text of `inspect_tflite` output: subgraphs, a per-operator table, flash and RAM splits.
+
+    Args:
+        info: `inspect_tflite` output.
+        board: a name of `boards.BOARDS` (e.g. `"nano33ble"`): each split also gives its % of the
+            board's flash / RAM.
+        arena_bytes: the TFLM arena the file needs (measured elsewhere, e.g. `ExportReport.arena_bytes`);
+            without it the RAM split lists only the generated kernels.
+    """
+    spec = get_board(board) if board is not None else None
+    lines = [f"file: {info['file_bytes']:,} bytes; init subgraph: {'yes' if info['has_init_subgraph'] else 'no'}"]
+    for sg in info["subgraphs"]:
+        tensors = f", {sg['tensors']} tensors" if "tensors" in sg else ""
+        lines.append(f"subgraph {sg['index']} ({sg['role']}{tensors}): {' '.join(sg['operators'])}")
+    if info.get("layers"):
+        roles = {sg["index"]: sg["role"] for sg in info["subgraphs"]}
+        lines.append(f"{'#':>3} {'graph':<5} {'operator':<22} {'output':<16} {'params':>8} {'bytes':>8} {'MACs':>10}")
+        for i, row in enumerate(info["layers"]):
+            shape = "x".join(map(str, row["output"]))
+            lines.append(f"{i:>3} {roles.get(row['subgraph'], '?'):<5} {row['operator']:<22} {shape:<16} "
+                         f"{row['parameters']:>8,} {row['bytes']:>8,} {row['macs']:>10,}")
+        lines.append(f"MACs: {info['macs']['steady']:,} per inference, {info['macs']['synthesis']:,} once at synthesis")
+
+    def table(title, parts, budget):
+        total = sum(parts.values())
+        head = f"{title}: {total:,} bytes" + (f" ({100 * total / budget:.2f}% of {spec.name})" if spec else "")
+        out = [head]
+        width = max(map(len, parts)) if parts else 0
+        for part, size in parts.items():
+            if size:
+                share = f"  {100 * size / budget:6.2f}% of board" if spec else ""
+                out.append(f"  {part:<{width}} {size:>9,}  {100 * size / total:5.1f}%{share}")
+        return out
+
+    lines += table("flash", flash_split(info), spec.flash_bytes if spec else 1)
+    ram = ram_split(info, arena_bytes)
+    if ram:
+        lines += table("RAM", ram, spec.ram_bytes if spec else 1)
+    lines.append("bytes by role:")
+    width = max(map(len, info["bytes_by_role"]))
+    for role, size in info["bytes_by_role"].items():
+        if size:
+            lines.append(f"  {role:<{width}} {size:>9,}  {100 * size / info['file_bytes']:5.1f}%")
+    if info["resource_variables"]:
+        lines.append(
+            f"generated kernels: {info['resource_variables']} resource variables, "
+            f"{info['generated_weight_ram_bytes']:,} bytes in RAM"
+        )
+    return "\n".join(lines)

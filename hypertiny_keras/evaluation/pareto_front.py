@@ -288,8 +288,8 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
     are the same tensors, so `generated_ram_bytes` carries over.
     """
     from hypertiny_keras.evaluation.runner import evaluate_file
-    from hypertiny_keras.export import weight_codecs
-    from hypertiny_keras.export.inspect import inspect_tflite
+    from hypertiny_keras.tflite import weight_codecs
+    from hypertiny_keras.tflite.inspect import inspect_tflite
     from hypertiny_keras.device.runtime import tflm_arena_bytes
 
     try:

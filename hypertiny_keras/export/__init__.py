@@ -19,8 +19,6 @@ _LAZY = {
     "ExportError": "analyze",
     "ExportPlan": "analyze",
     "convert_int8": "convert",
-    "format_inspection": "inspect",
-    "inspect_tflite": "inspect",
     "BootExportError": "rewrite",
     "Emitter": "rewrite",
     "GeneratedLayer": "rewrite",

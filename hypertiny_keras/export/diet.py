@@ -47,7 +47,7 @@ import copy
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.export.flatbuffer import builtin_code, compact, strip, tensor_indices, write_model
+from hypertiny_keras.tflite.flatbuffer import builtin_code, compact, strip, tensor_indices, write_model
 
 OPS = schema.BuiltinOperator
 _CONVOLUTIONS = (OPS.CONV_2D, OPS.DEPTHWISE_CONV_2D)

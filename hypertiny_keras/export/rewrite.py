@@ -32,7 +32,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from hypertiny_keras.layers import activations
 from hypertiny_keras.export import fixed_point
 from hypertiny_keras.export.analyze import ExportError
-from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, compact, operator_code
+from hypertiny_keras.tflite.flatbuffer import buffer_bytes, builtin_code, compact, operator_code
 
 OPS = schema.BuiltinOperator
 INT8, INT32, RESOURCE = schema.TensorType.INT8, schema.TensorType.INT32, schema.TensorType.RESOURCE
@@ -156,7 +156,7 @@ class _Writer:
 
     def tensor(self, subgraph, name, shape, dtype, data=None, quantization=None) -> int:
         if dtype == INT4 and data is not None:  # stored packed, two values per byte (TFLite's layout)
-            from hypertiny_keras.export.weight_codecs import pack_int4
+            from hypertiny_keras.tflite.weight_codecs import pack_int4
 
             data = pack_int4(data)
         tensor = schema.TensorT()

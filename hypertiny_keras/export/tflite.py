@@ -17,8 +17,8 @@ from hypertiny_keras.transforms.accounting import byte_table
 from hypertiny_keras.export.analyze import SYNTHESIS_MODES, analyze
 from hypertiny_keras.export.convert import convert
 from hypertiny_keras.export.diet import diet as flatbuffer_diet
-from hypertiny_keras.export.flatbuffer import compact, read_model, strip, write_model
-from hypertiny_keras.export.inspect import inspect_tflite
+from hypertiny_keras.tflite.flatbuffer import compact, read_model, strip, write_model
+from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.export.rewrite import add_init_subgraph, frozen_equivalent
 from hypertiny_keras.export.verify import FLOAT_DISTANCE_PROBLEM, verify
 from hypertiny_keras.export.write import write_pair
@@ -90,7 +90,7 @@ class ExportReport:
 
     def format(self, board: str | None = None) -> str:
         """The report with the per-operator table and the flash/RAM splits (as % of `board`, e.g. `"nano33ble"`)."""
-        from hypertiny_keras.export.inspect import format_inspection
+        from hypertiny_keras.device.boards import format_inspection
 
         return str(self) + "\n" + format_inspection(self.inspection(), board, self.arena_bytes)
 

@@ -54,7 +54,8 @@ def check_mutant(path: str | pathlib.Path, x: np.ndarray, sketch_dir: str | path
     """
     from hypertiny_keras.device import runtime
     from hypertiny_keras.device.arduino import export_arduino
-    from hypertiny_keras.export.inspect import format_inspection, inspect_tflite
+    from hypertiny_keras.device.boards import format_inspection
+    from hypertiny_keras.tflite.inspect import inspect_tflite
 
     path, sketch_dir = pathlib.Path(path), pathlib.Path(sketch_dir)
     data = path.read_bytes()

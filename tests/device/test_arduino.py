@@ -14,7 +14,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from hypertiny_keras.export import export_tflite, inspect_tflite
 from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
 from hypertiny_keras.device.arduino import CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
-from hypertiny_keras.export.flatbuffer import builtin_code, op_names, read_model, write_model
+from hypertiny_keras.tflite.flatbuffer import builtin_code, op_names, read_model, write_model
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 from hypertiny_keras.device.runtime import io_quantization, run_tflm
 
@@ -241,7 +241,7 @@ def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, t
 
 def test_look_up_table_weights_register_decode_and_are_refused_without_it(exported, tmp_path):
     """A lut4 file (tflite_micro.compression) needs DECODE, a CUSTOM op the 2023 libraries lack."""
-    from hypertiny_keras.export import weight_codecs
+    from hypertiny_keras.tflite import weight_codecs
 
     model = keras.Sequential([keras.Input((STEPS, CHANNELS)), keras.layers.Conv1D(8, 5, activation="relu"),
                               keras.layers.Conv1D(64, 1, activation="relu"), keras.layers.Conv1D(64, 1),

@@ -8,7 +8,7 @@ import keras
 
 from hypertiny_keras import ExportError, ExportVerificationError, export_tflite, hypertiny_pw, inspect_tflite
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.export.flatbuffer import op_names, read_model, schema
+from hypertiny_keras.tflite.flatbuffer import op_names, read_model, schema
 from hypertiny_keras.layers import HyperPointwise
 from hypertiny_keras.device.runtime import io_quantization, run_litert, run_tflm
 

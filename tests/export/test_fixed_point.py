@@ -2,7 +2,7 @@
 import numpy as np
 
 from hypertiny_keras.export import fixed_point
-from hypertiny_keras.export.flatbuffer import schema, write_model
+from hypertiny_keras.tflite.flatbuffer import schema, write_model
 from hypertiny_keras.export.rewrite import INT8, _quantization, _Writer
 from hypertiny_keras.device.runtime import run_tflm
 

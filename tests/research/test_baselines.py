@@ -7,7 +7,7 @@ from keras import ops
 
 from hypertiny_keras import ExportVerificationError, byte_table, export_tflite
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.export.flatbuffer import op_names, read_model
+from hypertiny_keras.tflite.flatbuffer import op_names, read_model
 from hypertiny_research.hrv import hrv_features_from_rr
 from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
 from hypertiny_research import (

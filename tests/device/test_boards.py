@@ -9,7 +9,8 @@ import pytest
 
 import hypertiny_keras as ht
 from hypertiny_keras.device.boards import BOARDS, flash_split, get_board
-from hypertiny_keras.export.inspect import format_inspection, inspect_tflite
+from hypertiny_keras.device.boards import format_inspection
+from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.models import ds_cnn
 
 X = np.random.default_rng(0).normal(size=(48, 49, 10)).astype("float32")

@@ -19,7 +19,7 @@ checked bit for bit against the int8 file.
   arena). A C x K filter saves bytes only when C x K / 2 + 16 C < C x K,
   i.e. above 32 values per channel.
 
-    from hypertiny_keras.export import weight_codecs
+    from hypertiny_keras.tflite import weight_codecs
     smaller = weight_codecs.get("int4")(int8_file_bytes)
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hypertiny_keras.export.flatbuffer import buffer_bytes, builtin_code, op_name, read_model, schema, write_model
+from hypertiny_keras.tflite.flatbuffer import buffer_bytes, builtin_code, op_name, read_model, schema, write_model
 
 #: Operators whose input 1 is the filter (input 2 the int32 bias, if any).
 FILTER_OPS = (
