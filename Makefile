@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart test lint install clean
 
 $(STAMP): setup.cfg pyproject.toml research/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): setup.cfg pyproject.toml research/pyproject.toml
 
 install: $(STAMP)
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 quickstart: $(STAMP)
 	$(VENV)/bin/hypertiny quickstart --out out/quickstart
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--widths", default="16,32,64", help="comma-separated block widths")
     parser.add_argument("--variants", default="stored,lowrank_stored,lowrank,kronecker",
-                        help="comma-separated names of hypertiny_keras.evaluation.pareto_front.VARIANTS")
+                        help="comma-separated names of hypertiny_keras.sweeps.pareto_front.VARIANTS")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--depth", type=int, default=4, help="pointwise layers of the backbone")
     parser.add_argument("--rank", type=int, default=2)
@@ -65,7 +65,7 @@ def main() -> None:
 
     with quiet.silenced():
         from hypertiny_research.suite import subsample
-        from hypertiny_keras.evaluation.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
+        from hypertiny_keras.sweeps.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
 
     out = pathlib.Path(args.out)
     name = args.name or args.dataset

@@ -22,7 +22,7 @@ _API = {
     "generated_layers": "hypertiny_keras.layers",
     "hypertiny_pw": "hypertiny_keras.models",
     "stored_pw_twin": "hypertiny_keras.models",
-    "ROLES": "hypertiny_keras.transforms.accounting",
+    "ROLES": "hypertiny_keras.tflite.roles",
     "ByteTable": "hypertiny_keras.transforms.accounting",
     "byte_table": "hypertiny_keras.transforms.accounting",
     "packed_bytes": "hypertiny_keras.transforms.accounting",
@@ -37,11 +37,13 @@ _API = {
     "export_tflite": "hypertiny_keras.export",
     "format_inspection": "hypertiny_keras.device.boards",
     "inspect_tflite": "hypertiny_keras.tflite.inspect",
-    "pareto": "hypertiny_keras.evaluation",
-    "plot_pareto": "hypertiny_keras.evaluation",
+    "pareto": "hypertiny_keras.sweeps.pareto_front",
+    "plot_pareto": "hypertiny_keras.sweeps.pareto_front",
 }
 #: Public subpackages.
-_SUBPACKAGES = ("data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "training")
+_SUBPACKAGES = (
+    "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite", "training",
+)
 
 __all__ = sorted(_API) + list(_SUBPACKAGES)
 

@@ -20,14 +20,11 @@ from hypertiny_keras.evaluation.metrics import (
     roc_auc,
     softmax,
 )
-from hypertiny_keras.evaluation.pareto_front import pareto, plot_pareto
 from hypertiny_keras.evaluation.protocol import evaluate_binary, evaluate_multiclass, format_table
 from hypertiny_keras.evaluation.smoothing import median_smooth
 from hypertiny_keras.evaluation.threshold import THRESHOLD_GRID, tune_threshold
 
 __all__ = [
-    "pareto",
-    "plot_pareto",
     "THRESHOLD_GRID",
     "binary_metrics",
     "cluster_bootstrap_ci",

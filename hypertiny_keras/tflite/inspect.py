@@ -5,7 +5,7 @@ import math
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.transforms.accounting import ROLES
+from hypertiny_keras.tflite.roles import ROLES
 from hypertiny_keras.tflite.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model, tensor_indices
 
 OPS = schema.BuiltinOperator
@@ -21,7 +21,7 @@ def _init_subgraphs(model: schema.ModelT) -> set[int]:
 
 
 def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
-    """Role of the constant input `position` of `op` (see `accounting.ROLES`)."""
+    """Role of the constant input `position` of `op` (see `roles.ROLES`)."""
     code = builtin_code(model, op)
     if in_init:
         if code != OPS.FULLY_CONNECTED:
@@ -82,7 +82,7 @@ def inspect_tflite(data: bytes, name: str | None = None) -> dict:
 
     Returns a JSON-ready dict: `file_bytes`; `subgraphs` (index, role `main`
     or `init`, operator names); `has_init_subgraph`; `bytes_by_role` (the
-    constant-buffer bytes of each role in `accounting.ROLES`, plus
+    constant-buffer bytes of each role in `roles.ROLES`, plus
     `flatbuffer_overhead` = everything else in the file: tables, vectors,
     alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
     (bytes of the resource variables that hold synthesised kernels in RAM);

@@ -11,21 +11,10 @@ import dataclasses
 import math
 import typing
 
+from hypertiny_keras.tflite.roles import ROLES
+
 if typing.TYPE_CHECKING:
     import keras
-
-#: Roles of stored tensors, shared by this module and `export.inspect`.
-ROLES = (
-    "codes",  # z_l of every generated layer
-    "generator",  # shared micro-MLP g (kernel, bias) and the shared basis B
-    "heads",  # H_l (dense), A_l (factorized), or the per-layer factors (lowrank, kronecker)
-    "pointwise",  # stored 1x1 kernels (PW1, or every PW layer of a stored model)
-    "conv",  # other convolution kernels (stem)
-    "depthwise",  # depthwise kernels
-    "classifier",  # dense layers
-    "biases",  # int32 biases of conv, depthwise, pointwise and dense layers
-    "other",  # anything else (normalization parameters; shape constants in a file)
-)
 
 
 def packed_bytes(num_values: int, bits: int) -> int:
@@ -39,9 +28,9 @@ def _size(variable) -> int:
     return int(math.prod(variable.shape))
 
 
-def _layer_tensors(layer) -> list[tuple[str, int, bool]]:
+def layer_tensors(layer) -> list[tuple[str, int, bool]]:
     """(role, values, is_bias) of the tensors one layer stores (the generator excluded)."""
-    import keras  # here, not at module level: `export.inspect` reads ROLES without Keras
+    import keras
 
     from hypertiny_keras.layers import HyperPointwise
 
@@ -164,7 +153,7 @@ def byte_table(model: keras.Model, bits=(4, 6, 8), bias_bits: int = 32) -> ByteT
     for layer in all_layers(model):
         if isinstance(layer, keras.Model):
             continue  # its layers are visited themselves
-        for role, values, is_bias in _layer_tensors(layer):
+        for role, values, is_bias in layer_tensors(layer):
             add(role, values, is_bias)
         if isinstance(layer, HyperPointwise):
             if layer.kernel_generator.uses_generator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from hypertiny_research.report import _flash_kb, _kb, _mean_std, load_results
+from hypertiny_research.report import flash_kb, kb, load_results, mean_std
 from hypertiny_keras.utils.fileio import atomic_write
 
 
@@ -84,11 +84,11 @@ def _reference_key(folder_name: str) -> str | None:
 
 def _figure(result: dict | None, metric: str, source: str = "float") -> str:
     summary = result["summary"][source].get(metric) if result else None
-    return f"{_mean_std(summary)} (n={summary['n']})" if summary else "not run"
+    return f"{mean_std(summary)} (n={summary['n']})" if summary else "not run"
 
 
 def _size(result: dict | None) -> str:
-    return _kb(_flash_kb(result)) if result else ""
+    return kb(flashkb(result)) if result else ""
 
 
 def write_index(root: str | pathlib.Path) -> pathlib.Path:

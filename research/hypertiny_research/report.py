@@ -8,27 +8,24 @@ from __future__ import annotations
 import json
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 #: Flash budgets of the "best model under budget" chart, in kB.
 BUDGETS_KB = (32, 64, 128, 256)
 TEACHER = "regular_cnn"
 
 
-def _mean_std(summary: dict) -> str:
+def mean_std(summary: dict) -> str:
     if not summary:
         return "n/a"
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
-def _flash_kb(result: dict) -> float:
+def flashkb(result: dict) -> float:
     return result["summary"]["flash_bytes"]["mean"] / 1000
 
 
-def _kb(value: float) -> str:
+def kb(value: float) -> str:
     """kB with one decimal, two below 1 kB (HRVFeatNet)."""
     return f"{value:.2f}" if value < 1 else f"{value:.1f}"
 
@@ -43,7 +40,7 @@ def load_results(folder: str | pathlib.Path) -> list[dict]:
     results = [json.loads(p.read_text()) for p in sorted(pathlib.Path(folder).glob("*.json"))]
     # Model results only (a dict summary with flash bytes); other JSON, e.g. a Pareto front, is skipped.
     results = [r for r in results if isinstance(r.get("summary"), dict) and r["summary"].get("flash_bytes")]
-    return sorted(results, key=_flash_kb)
+    return sorted(results, key=flash_kb)
 
 
 def _main_table(results: list[dict]) -> list[str]:
@@ -55,10 +52,10 @@ def _main_table(results: list[dict]) -> list[str]:
     for r in results:
         s = r["summary"]
         lines.append(
-            f"| {r['model']} | {_kb(_flash_kb(r))} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
-            f"{s['arena_bytes'].get('mean', 0):,.0f} | {_mean_std(_primary(r))} | "
-            f"{_mean_std(_primary(r, 'int8_tflm'))} | {_mean_std(s['float'].get('roc_auc', {}))} | "
-            f"{_mean_std(s['float'].get('accuracy', {}))} | {len(r['seeds'])} |"
+            f"| {r['model']} | {kb(flashkb(r))} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
+            f"{s['arena_bytes'].get('mean', 0):,.0f} | {mean_std(_primary(r))} | "
+            f"{mean_std(_primary(r, 'int8_tflm'))} | {mean_std(s['float'].get('roc_auc', {}))} | "
+            f"{mean_std(s['float'].get('accuracy', {}))} | {len(r['seeds'])} |"
         )
     return lines
 
@@ -67,12 +64,12 @@ def _compression_table(results: list[dict]) -> list[str]:
     teacher = next((r for r in results if r["model"] == TEACHER), None)
     if teacher is None or not _primary(teacher):
         return ["(no RegularCNN result: compression vs the teacher not computed)"]
-    f1_teacher, kb_teacher = _primary(teacher)["mean"], _flash_kb(teacher)
+    f1_teacher, kb_teacher = _primary(teacher)["mean"], flashkb(teacher)
     lines = ["| model | compression vs RegularCNN | bytes saved | macro-F1 retention |", "|---|---:|---:|---:|"]
     for r in results:
         if r["model"] == TEACHER or not _primary(r):
             continue
-        kb = _flash_kb(r)
+        kb = flashkb(r)
         lines.append(
             f"| {r['model']} | {kb_teacher / kb:.2f}x | {100 * (1 - kb / kb_teacher):.1f}% | "
             f"{100 * _primary(r)['mean'] / f1_teacher:.1f}% |"
@@ -96,29 +93,30 @@ def _ablation_tables(results: list[dict]) -> list[str]:
     for label, name, base in ABLATIONS:
         if name in by_name and base in by_name:
             a, b = by_name[name], by_name[base]
-            lines.append(f"| {label} | {_mean_std(_primary(a))} | {_mean_std(_primary(b))} | "
-                         f"{_flash_kb(a):.1f} | {_flash_kb(b):.1f} |")
+            lines.append(f"| {label} | {mean_std(_primary(a))} | {mean_std(_primary(b))} | "
+                         f"{flashkb(a):.1f} | {flashkb(b):.1f} |")
     lines += ["", "Post-training packing of generator, heads and codes (no QAT):", "",
               "| model | bits | macro-F1 | packed kB |", "|---|---:|---:|---:|"]
     for r in results:
         for bits, summary in r["summary"].get("packed_macro_f1", {}).items():
             if summary:
                 packed_kb = r["runs"][0]["packed"][bits]["bytes"] / 1000
-                lines.append(f"| {r['model']} | {bits} | {_mean_std(summary)} | {packed_kb:.1f} |")
+                lines.append(f"| {r['model']} | {bits} | {mean_std(summary)} | {packed_kb:.1f} |")
     return lines
 
 
 def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     same_size = {}  # models of equal flash (e.g. with and without KD) get their labels stacked
     for r in results:
         primary = _primary(r)
         if not primary:
             continue
-        ax.errorbar(_flash_kb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
-        size = round(_flash_kb(r), 1)
+        ax.errorbar(flashkb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
+        size = round(flashkb(r), 1)
         stacked = same_size[size] = same_size.get(size, -1) + 1
-        ax.annotate(r["model"], (_flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4 - 9 * stacked),
+        ax.annotate(r["model"], (flashkb(r), primary["mean"]), fontsize=7, xytext=(4, 4 - 9 * stacked),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("flash, kB (packed, Eq. 6; ternary at 2 bits)")
@@ -127,16 +125,16 @@ def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[str]:
     best = []
     for budget in BUDGETS_KB:
-        fitting = [r for r in results if _flash_kb(r) <= budget and _primary(r)]
+        fitting = [r for r in results if flashkb(r) <= budget and _primary(r)]
         winner = max(fitting, key=lambda r: _primary(r)["mean"], default=None)
         best.append((budget, winner))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     labels = [f"{b} kB" for b, _ in best]
     values = [_primary(w)["mean"] if w else 0 for _, w in best]
     bars = ax.bar(labels, values, color="tab:blue")
@@ -147,8 +145,7 @@ def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[st
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [f"| {b} kB | {w['model'] if w else 'none fits'} | {_mean_std(_primary(w)) if w else ''} |" for b, w in best]
+    return [f"| {b} kB | {w['model'] if w else 'none fits'} | {mean_std(_primary(w)) if w else ''} |" for b, w in best]
 
 
 def _wall_time(results: list[dict]) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from hypertiny_keras.transforms.accounting import _layer_tensors, byte_table, packed_bytes
+from hypertiny_keras.transforms.accounting import layer_tensors, byte_table, packed_bytes
 from hypertiny_research.baselines import rebuild_separable
 from hypertiny_keras.models.separable import stored_pw_twin
 
@@ -149,7 +149,7 @@ def ternary_bytes(model: keras.Model, bits: int = 8, bias_bits: int = 32) -> dic
     out = {role: row[bits] for role, row in table.by_role.items()}
     for layer in model.layers:
         if isinstance(layer, TERNARY_LAYERS):
-            for role, values, is_bias in _layer_tensors(layer):
+            for role, values, is_bias in layer_tensors(layer):
                 if not is_bias:
                     out[role] += packed_bytes(values, TERNARY_BITS) - packed_bytes(values, bits)
     out["total"] = sum(out.values())

@@ -110,11 +110,11 @@ def test_package_is_lazy_with_todays_names():
         "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "export_tflite", "format_inspection", "freeze",
         "generated_kernels", "generated_layers", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes",
         "pareto", "plot_pareto", "stored_pw_twin",
-        "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "training",
+        "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite", "training",
     ]
     assert set(ht.__all__) <= set(dir(ht)) and ht.__version__ == "0.1.0"
     assert callable(ht.freeze) and ht.freeze.__module__ == "hypertiny_keras.transforms.freezing"
-    assert callable(ht.pareto) and ht.pareto.__module__ == "hypertiny_keras.evaluation.pareto_front"
+    assert callable(ht.pareto) and ht.pareto.__module__ == "hypertiny_keras.sweeps.pareto_front"
     assert callable(ht.hyperize) and ht.hyperize.__module__ == "hypertiny_keras.transforms.hyperizing"
     assert ht.data.make_beats and ht.export_tflite.__name__ == "export_tflite" and ht.HyperPointwise.__name__
     with pytest.raises(AttributeError):

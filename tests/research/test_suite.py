@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hypertiny_keras.data import Windows
-from hypertiny_keras.evaluation.runner import RunSettings, run_model
+from hypertiny_keras.sweeps.runner import RunSettings, run_model
 from hypertiny_research.suite import model_specs, run_suite
 from hypertiny_research.hrv import hrv_features_from_rr
 
@@ -64,7 +64,7 @@ def test_groupnorm_ablation_is_the_hypertiny_backbone_with_group_norm():
 def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
     from hypertiny_research.paper import REFERENCES, write_index
     from hypertiny_research.report import write_report
-    from hypertiny_keras.evaluation.runner import save_model_results
+    from hypertiny_keras.sweeps.runner import save_model_results
 
     windows = rr_windows()
     spec = model_specs(hrv_inputs=lambda w: hrv_features_from_rr(w.x, w.fs))["stored_pw_twin"]
@@ -89,7 +89,7 @@ def test_report_only_rewrites_the_readme_from_the_json_and_trains_nothing(data_r
     import subprocess
     import sys
 
-    from hypertiny_keras.evaluation.runner import save_model_results
+    from hypertiny_keras.sweeps.runner import save_model_results
 
     result, _ = run_model(model_specs()["stored_pw_twin"], rr_windows(), seed=0,
                           settings=RunSettings(epochs=1, bootstrap=10, export=False))

@@ -7,7 +7,7 @@ import pytest
 import hypertiny_keras as ht
 from hypertiny_keras.data.synthetic import make_beats
 from hypertiny_keras.data.windows import Windows
-from hypertiny_keras.evaluation.pareto_front import ParetoSettings, _summarize, frontier, markdown, merge
+from hypertiny_keras.sweeps.pareto_front import ParetoSettings, _summarize, frontier, markdown, merge
 
 LENGTH = 128
 

@@ -183,7 +183,7 @@ def pareto(
     """
     from tqdm import tqdm
 
-    from hypertiny_keras.evaluation.runner import ModelSpec, RunSettings, run_model
+    from hypertiny_keras.sweeps.runner import ModelSpec, RunSettings, run_model
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -287,7 +287,7 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
     A boot file keeps its init subgraph; the generated kernels it holds in RAM
     are the same tensors, so `generated_ram_bytes` carries over.
     """
-    from hypertiny_keras.evaluation.runner import evaluate_file
+    from hypertiny_keras.sweeps.runner import evaluate_file
     from hypertiny_keras.tflite import weight_codecs
     from hypertiny_keras.tflite.inspect import inspect_tflite
     from hypertiny_keras.device.runtime import tflm_arena_bytes
@@ -348,21 +348,23 @@ def frontier(summary: list[dict]) -> list[dict]:
 
 
 def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> pathlib.Path:
-    """Two panels as a PNG: the metric against `.tflite` bytes (front marked), RAM against flash bytes."""
-    import matplotlib
+    """Two panels as a PNG: the metric against `.tflite` bytes (front marked), RAM against flash bytes.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a `matplotlib.figure.Figure` of its own: the caller's pyplot state and backend are untouched.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
 
     rows = [r for r in result["summary"] if r.get("runs")]
     on_front = {(r["variant"], r["width"]) for r in result["frontier"]}
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     # One colour per trained variant; its codec files share it, told apart by line and marker.
     families = list(dict.fromkeys(v.partition("+")[0] for v in variants))
-    palette = plt.cm.tab10 if len(families) <= 10 else plt.cm.tab20
+    palette = matplotlib.colormaps["tab10" if len(families) <= 10 else "tab20"]
     colors = {f: palette(i % palette.N) for i, f in enumerate(families)}
     styles = {None: ("-", "o"), "int4": ("--", "s"), "lut4": (":", "^")}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.6))
+    fig = Figure(figsize=(13, 5.6))
+    left, right = fig.subplots(1, 2)
     for variant in variants:
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["width"])
         x = [r["file_bytes"] for r in mine]
@@ -393,7 +395,6 @@ def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> path
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
