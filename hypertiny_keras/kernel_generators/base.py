@@ -1,8 +1,22 @@
-"""The kernel-generator interface and its registry."""
+"""The kernel-generator interface and its registry.
+
+The registry is this package's extension point: a kernel generator defined
+anywhere (a user's module, a test) becomes available to
+`HyperPointwise(head=...)`, `hypertiny_pw(head=...)`, `hyperize(head=...)`
+and the boot export as soon as its class is registered:
+
+    @kernel_generators.register
+    class Mine(kernel_generators.LinearHead):
+        name = "mine"
+        ...
+
+Names are looked up when they are used (`names()`, `get`), never copied at
+import, so a kernel generator registered later is seen everywhere.
+"""
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Callable, ClassVar, TypeVar, overload
 
 import numpy as np
 
@@ -11,25 +25,71 @@ import numpy as np
 
 _REGISTRY: dict[str, type["KernelGenerator"]] = {}
 
+_Class = TypeVar("_Class", bound=type)
 
-def register(cls: type["KernelGenerator"]) -> type["KernelGenerator"]:
-    """Class decorator: makes `cls` available to `get` under `cls.name`."""
+
+@overload
+def register(cls: _Class, *, override: bool = False) -> _Class: ...
+@overload
+def register(cls: None = None, *, override: bool = False) -> Callable[[_Class], _Class]: ...
+def register(cls=None, *, override: bool = False):
+    """Makes the kernel generator `cls` available to `get` under `cls.name`.
+
+    A class decorator, bare (`@register`) or with arguments
+    (`@register(override=True)`), or a call (`register(cls, override=True)`).
+
+    Args:
+        cls: a `KernelGenerator` subclass with a class attribute `name`.
+        override: replace a kernel generator registered under the same name
+            (e.g. a built-in one); without it a taken name is refused.
+
+    Returns:
+        `cls` (or, with no `cls`, the decorator).
+
+    Raises:
+        TypeError: `cls` is not a `KernelGenerator` subclass, or has no `name`.
+        ValueError: `name` is taken by another class and `override` is False.
+    """
+    if cls is None:
+        return lambda c: register(c, override=override)
+    if not (isinstance(cls, type) and issubclass(cls, KernelGenerator)):
+        raise TypeError(f"register takes a KernelGenerator subclass, got {cls!r}")
     if not getattr(cls, "name", None):
         raise TypeError(f"{cls.__name__} needs a class attribute `name`")
+    taken = _REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls and not override:
+        raise ValueError(
+            f"a kernel generator named {cls.name!r} is already registered ({taken.__module__}.{taken.__qualname__}); "
+            f"choose another name, or replace it with register({cls.__name__}, override=True)"
+        )
     _REGISTRY[cls.name] = cls
     return cls
 
 
+def unregister(name: str) -> type["KernelGenerator"]:
+    """Removes the kernel generator registered under `name` and returns its class.
+
+    Layers already made with it keep working; new ones (and `.keras` files
+    that name it) cannot be made until it is registered again.
+
+    Raises:
+        ValueError: nothing is registered under `name`.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"no kernel generator named {name!r} is registered; registered: {names()}")
+    return _REGISTRY.pop(name)
+
+
 def names() -> tuple[str, ...]:
-    """Names of the registered kernel generators."""
+    """Names of the kernel generators registered now, in registration order."""
     return tuple(_REGISTRY)
 
 
 def get(identifier) -> "KernelGenerator":
-    """A kernel generator from a name, a `serialize` result, or an instance.
+    """A kernel generator from a registered name, a `serialize` result, or an instance.
 
     Raises:
-        ValueError: for an unknown name or a malformed config.
+        ValueError: for an unknown name (naming the registered ones) or a malformed config.
     """
     if isinstance(identifier, KernelGenerator):
         return identifier
@@ -37,10 +97,11 @@ def get(identifier) -> "KernelGenerator":
         name, config = identifier.get("class_name"), identifier.get("config", {})
     else:
         name, config = identifier, {}
-    if name not in _REGISTRY:
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
         raise ValueError(f"head must be one of {names()}, got {identifier!r}")
     try:
-        return _REGISTRY[name](**config)
+        return cls(**config)
     except TypeError as error:
         raise ValueError(f"bad config for kernel generator {name!r}: {error}") from None
 
@@ -51,46 +112,64 @@ def with_rank(identifier, rank: int | None) -> "KernelGenerator":
     Model builders take one `rank` argument: the shared basis's rank for
     `factorized`, the factors' rank for `lowrank`/`kronecker`.
     """
-    kind = get(identifier)
-    config = kind.get_config()
+    kernel_generator = get(identifier)
+    config = kernel_generator.get_config()
     if rank is None or "rank" not in config:
-        return kind
-    return get({"class_name": kind.name, "config": {**config, "rank": int(rank)}})
+        return kernel_generator
+    return get({"class_name": kernel_generator.name, "config": {**config, "rank": int(rank)}})
 
 
-def serialize(kind: "KernelGenerator") -> str | dict:
-    """The name of `kind`, or `{"class_name": name, "config": ...}` when it has settings."""
-    config = kind.get_config()
-    return kind.name if not config else {"class_name": kind.name, "config": config}
+def serialize(kernel_generator: "KernelGenerator") -> str | dict:
+    """The name of `kernel_generator`, or `{"class_name": name, "config": ...}` when it has settings."""
+    config = kernel_generator.get_config()
+    return kernel_generator.name if not config else {"class_name": kernel_generator.name, "config": config}
+
+
+def glorot_std(layer) -> float:
+    """`sqrt(2 / (C_in + C_out))`: the standard deviation of a Glorot-initialised kernel of `layer`'s shape."""
+    return math.sqrt(2.0 / (layer.in_channels + layer.filters))
+
+
+def factor_std(layer, rank: int) -> float:
+    """`(s^2 / r)^(1/4)` with `s = glorot_std(layer)`: the spread of two factors whose kernel has spread `s`.
+
+    Each kernel value is a sum of `rank` products of one left and one right
+    value; factors of this standard deviation give it the Glorot spread.
+    """
+    return (glorot_std(layer) ** 2 / rank) ** 0.25
 
 
 class KernelGenerator:
-    """How a `HyperPointwise` layer makes its kernel `W_l` `(C_out, C_in)`.
+    """A kernel generator: how a `HyperPointwise` layer makes its kernel `W_l` `(C_out, C_in)`.
 
-    A kind keeps no state of its own (like a Keras initializer): its weights
-    live on the layer it builds, so `.keras` files store them as layer
-    weights. Subclasses set `name` and implement every method.
+    `HyperPointwise(head=...)` names one (the argument keeps the paper's
+    word "head"); the layer holds it as `layer.kernel_generator`. A kernel
+    generator keeps no state of its own (like a Keras initializer): its
+    weights live on the layer it builds, and what layers share lives on
+    their shared `PointwiseGenerator`, so `.keras` files store them as
+    layer weights. Subclasses set `name`, implement every method and are
+    made available by `register`.
     """
 
     name: ClassVar[str] = ""
-    #: Whether the kind reads the shared `PointwiseGenerator` g.
+    #: Whether it reads the shared `PointwiseGenerator` g.
     uses_generator: ClassVar[bool] = True
-    #: Whether the kind reads the generator's shared basis B (`PointwiseGenerator(rank=r)`).
+    #: Whether it reads the generator's shared basis B (`PointwiseGenerator(rank=r)`).
     uses_basis: ClassVar[bool] = False
     #: Whether `emit` solves for any int8 target (one free stored value per kernel
     #: value), so that the boot file reproduces the converter's own per-channel
-    #: filter. Kinds that store fewer values than the kernel cannot: their device
-    #: kernel is what the int8 arithmetic gives, and the frozen equivalent is
-    #: built from it.
+    #: filter. Kernel generators that store fewer values than the kernel cannot:
+    #: their device kernel is what the int8 arithmetic gives, and the frozen
+    #: equivalent is built from it.
     solves_target: ClassVar[bool] = True
 
     def check(self, generator) -> None:
-        """Raises ValueError when `generator` cannot serve this kind (`None`: the layer has none)."""
+        """Raises ValueError when `generator` cannot serve this kernel generator (`None`: the layer has none)."""
         if self.uses_generator and generator is None:
             raise ValueError(f"head={self.name!r} needs a shared PointwiseGenerator (generator=None given)")
 
     def build(self, layer) -> None:
-        """Adds the kind's weights to `layer` (`layer.filters`, `layer.in_channels` are set)."""
+        """Adds the weights to `layer` (`layer.filters`, `layer.in_channels` are set)."""
         raise NotImplementedError
 
     def kernel(self, layer):
@@ -98,19 +177,22 @@ class KernelGenerator:
         raise NotImplementedError
 
     def stored(self, layer) -> list[tuple[str, object]]:
-        """(role, variable) of what the layer stores for its kernel (its bias excluded)."""
+        """(role, variable) of what the layer stores for its kernel (its bias excluded).
+
+        Roles are those of `accounting.ROLES` (`"codes"`, `"heads"`, `"generator"`).
+        """
         raise NotImplementedError
 
-    def emit(self, emitter, layer, target: np.ndarray, value_scales: np.ndarray):
+    def emit(self, emitter, layer, target: np.ndarray | None, value_scales: np.ndarray | None):
         """Writes the init-subgraph operators that synthesise the int8 kernel of `layer`.
 
         Args:
             emitter: the `export.rewrite.Emitter` of the init subgraph.
             layer: the `HyperPointwise` layer.
             target: the int8 filter the device must produce, `(C_out * C_in,)`
-                (kinds with `solves_target` only; else `None`).
+                (with `solves_target` only; else `None`).
             value_scales: float kernel -> target units, per kernel value
-                `(C_out * C_in,)` (kinds with `solves_target` only; else `None`).
+                `(C_out * C_in,)` (with `solves_target` only; else `None`).
 
         Returns:
             (index of the int8 kernel tensor in `(C_out, C_in)` row-major order,
@@ -120,11 +202,13 @@ class KernelGenerator:
         raise NotImplementedError
 
     def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
-        """Sets the layer's stored weights so that its kernel comes as close to `kernel` as the kind can.
+        """Sets the layer's stored weights so that its kernel comes as close to `kernel` as it can.
 
-        The default takes `steps` Adam steps on the squared error of the kernel
-        alone (the shared generator stays as it is); kinds with a closed form
-        override it.
+        The default takes `steps` Adam steps (learning rate 1e-2) on the
+        squared error of the kernel alone (the shared generator stays as it
+        is). It differentiates with `tf.GradientTape`, so it is
+        **TensorFlow-only** (the backend this package exports from); kernel
+        generators with a closed form override it and run on any backend.
 
         Args:
             layer: a built `HyperPointwise` layer.
@@ -133,8 +217,17 @@ class KernelGenerator:
 
         Returns:
             The relative error ||W_fit - kernel|| / ||kernel|| (0 for a zero kernel fitted exactly).
+
+        Raises:
+            NotImplementedError: under a Keras backend other than TensorFlow.
         """
         import keras
+
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                f"{type(self).__name__}.fit: the default gradient fit needs the TensorFlow backend "
+                f"(KERAS_BACKEND={keras.backend.backend()!r}); override fit with a closed form"
+            )
         import tensorflow as tf
 
         target = tf.constant(np.asarray(kernel, np.float32))
@@ -147,6 +240,7 @@ class KernelGenerator:
         return relative_error(self.kernel(layer), kernel)
 
     def get_config(self) -> dict:
+        """The constructor arguments (JSON-serializable); `{}` when there are none."""
         return {}
 
     def __eq__(self, other) -> bool:
@@ -165,9 +259,11 @@ class LinearHead(KernelGenerator):
     """
 
     def rows(self, generator) -> int:
+        """Length of `v_l` for layers reading `generator`."""
         raise NotImplementedError
 
     def head_input(self, layer):
+        """`v_l` of `layer`, a Keras tensor `(1, rows)`."""
         raise NotImplementedError
 
     def build(self, layer) -> None:
@@ -184,10 +280,9 @@ class LinearHead(KernelGenerator):
             initializer=layer.head_initializer or keras.initializers.RandomNormal(stddev=1.0),
         )
         if layer.head_initializer is None:
-            # The generated kernel at initialisation gets the Glorot spread sqrt(2 / (C_in + C_out)).
-            target = math.sqrt(2.0 / (layer.in_channels + layer.filters))
+            # Unit-normal head over ||v_l||: the generated kernel at initialisation gets the Glorot spread.
             norm = float(ops.convert_to_numpy(ops.norm(self.head_input(layer))))
-            layer.head.assign(layer.head * (target / max(norm, 1e-6)))
+            layer.head.assign(layer.head * (glorot_std(layer) / max(norm, 1e-6)))
 
     def kernel(self, layer):
         from keras import ops
@@ -200,8 +295,8 @@ class LinearHead(KernelGenerator):
     def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
         """Exact: the head is the least-norm solution of `v_l @ head = vec(kernel)` for the layer's `v_l`.
 
-        Falls back to the gradient fit of the base class when `v_l` is zero
-        (e.g. a ReLU generator that is off for this code).
+        Falls back to the gradient fit of the base class (TensorFlow-only)
+        when `v_l` is zero (e.g. a ReLU generator that is off for this code).
         """
         from keras import ops
 

@@ -1,12 +1,11 @@
 """Kernels that are a product of two small per-layer factors, made by one int8 FULLY_CONNECTED on the device."""
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
 
-from hypertiny_keras.kernel_generators.base import KernelGenerator
+from hypertiny_keras.kernel_generators.base import KernelGenerator, factor_std, relative_error
 
 
 class FactorProduct(KernelGenerator):
@@ -51,7 +50,7 @@ class FactorProduct(KernelGenerator):
         return None
 
     def arrange(self, matrix, layer):
-        """The kernel `(C_out, C_in)` (Keras ops) from the device product `M` `(rows, cols)`, as `device_layout` moves it."""
+        """The kernel `(C_out, C_in)` (Keras ops) from the device product `M` `(rows, cols)` (`device_layout`)."""
         from keras import ops
 
         layout = self.device_layout(layer)
@@ -60,18 +59,21 @@ class FactorProduct(KernelGenerator):
             matrix = ops.transpose(ops.reshape(matrix, shape), permutation)
         return ops.reshape(matrix, (layer.filters, layer.in_channels))
 
-    def weights_from_device(self, left_matrix: np.ndarray, right_matrix: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray]:
-        """The `left` and `right` weights whose `device_factors` are `left_matrix` `(rows, r)`, `right_matrix` `(cols, r)`."""
+    def weights_from_device(
+        self, left_matrix: np.ndarray, right_matrix: np.ndarray, layer
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `left` and `right` weights whose `device_factors` are `left_matrix` `(rows, r)`, `right_matrix`
+        `(cols, r)`."""
         raise NotImplementedError
 
     def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
-        """Optimal in the Frobenius norm: the rank-r truncated SVD of `M`, the kernel in the device's `(rows, cols)` layout.
+        """Optimal in the Frobenius norm: the rank-r truncated SVD of `M`, the kernel in the device's layout.
+
+        `M` is `(rows, cols)`, the kernel moved back by `device_layout`.
 
         The singular values are split evenly between the two factors
         (`U sqrt(S)`, `V sqrt(S)`), which keeps their int8 ranges alike.
         """
-        from hypertiny_keras.kernel_generators.base import relative_error
-
         kernel = np.asarray(kernel, np.float64)
         layout = self.device_layout(layer)
         if layout is None:
@@ -95,11 +97,7 @@ class FactorProduct(KernelGenerator):
         import keras
 
         left_shape, right_shape = self.factor_shapes(layer)
-        # Each kernel value is a sum of r products of one left and one right value:
-        # factors of spread (s^2 / r)^(1/4) give the kernel the Glorot spread s.
-        glorot = math.sqrt(2.0 / (layer.in_channels + layer.filters))
-        spread = (glorot**2 / self.rank) ** 0.25
-        initializer = layer.head_initializer or keras.initializers.RandomNormal(stddev=spread)
+        initializer = layer.head_initializer or keras.initializers.RandomNormal(stddev=factor_std(layer, self.rank))
         layer.left = layer.add_weight(name="left", shape=left_shape, initializer=initializer)
         layer.right = layer.add_weight(name="right", shape=right_shape, initializer=initializer)
 

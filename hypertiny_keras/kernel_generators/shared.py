@@ -10,32 +10,28 @@
 
 so a layer stores only its code z_l (d_z values), and codes and generator
 keep the meaning they have in the paper. `W_l` is `left_l @ right.T` moved
-into the kernel layout of the per-layer kind. The bank holds `d_h` left
+into the kernel layout of the per-layer kernel generator. The bank holds `d_h` left
 factors: it stores fewer values than per-layer factors only when a shape
 has more generated layers than `d_h`, i.e. with a small generator
 (`hidden_dim` 2-4) or many layers.
 
 Init subgraph per layer: FULLY_CONNECTED(z_l, g) -> h_l,
 FULLY_CONNECTED(h_l, bank) -> left_l, FULLY_CONNECTED(left_l, right) -> M_l,
-then the per-layer kind's RESHAPE/TRANSPOSE. The bank and the right factor
-are written once per shape. As for the per-layer kinds, the device kernel
+then the per-layer kernel generator's RESHAPE/TRANSPOSE. The bank and the right factor
+are written once per shape. As for the per-layer kernel generators, the device kernel
 is what the int8 arithmetic gives (`solves_target` is False).
 """
 from __future__ import annotations
 
 import math
-import weakref
 from typing import ClassVar
 
 import numpy as np
 
-from hypertiny_keras.kernel_generators.base import KernelGenerator, register
+from hypertiny_keras.kernel_generators.base import KernelGenerator, factor_std, register
 from hypertiny_keras.kernel_generators.kronecker import Kronecker
 from hypertiny_keras.kernel_generators.lowrank import LowRank
 from hypertiny_keras.kernel_generators.product import FactorProduct
-
-#: generator -> {(kind, rank, C_out, C_in): (bank, right)}: the tensors that layers of one shape share.
-_BANKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SharedFactors(FactorProduct):
@@ -44,9 +40,12 @@ class SharedFactors(FactorProduct):
     The first layer of a shape to be built owns the bank and the right
     factor (they are its weights, named `bank` and `right`, and its
     `stored` lists them); the later ones track the same variables, so a
-    `.keras` file restores the sharing, and list only their code.
-    Subclasses are the cross-layer forms of a per-layer kind, whose
-    geometry (`factor_shapes`, `device_factors`, `device_layout`) they take.
+    `.keras` file restores the sharing, and list only their code. Which
+    layer owns them is kept by the shared generator the layers read
+    (`PointwiseGenerator.shared`), not by this kernel generator, which
+    stays stateless. Subclasses are the cross-layer forms of a per-layer
+    kernel generator, whose geometry (`factor_shapes`, `device_factors`,
+    `device_layout`) they take.
     """
 
     uses_generator: ClassVar[bool] = True
@@ -63,22 +62,20 @@ class SharedFactors(FactorProduct):
         generator = layer.generator
         layer.code = layer.add_weight(name="code", shape=(generator.code_dim,), initializer=layer.code_initializer)
         rows, cols = self.matrix_shape(layer)
-        key = (self.name, self.rank, layer.filters, layer.in_channels)
-        banks = _BANKS.setdefault(generator, {})
-        layer.owns_factors = key not in banks
-        if layer.owns_factors:
-            # Kernel values are sums of r products left x right; left sums d_h bank values times h (~unit):
-            # factors of spread (s^2 / r)^(1/4) give the kernel about the Glorot spread s.
-            glorot = math.sqrt(2.0 / (layer.in_channels + layer.filters))
-            spread = (glorot**2 / self.rank) ** 0.25
+
+        def make():
+            # left sums d_h bank values times h (~unit): the bank's spread is the factor's over sqrt(d_h).
+            spread = factor_std(layer, self.rank)
             bank_init = layer.head_initializer or keras.initializers.RandomNormal(
                 stddev=spread / math.sqrt(generator.hidden_dim)
             )
             right_init = layer.head_initializer or keras.initializers.RandomNormal(stddev=spread)
             bank = layer.add_weight(name="bank", shape=(generator.hidden_dim, rows * self.rank), initializer=bank_init)
             right = layer.add_weight(name="right", shape=(cols, self.rank), initializer=right_init)
-            banks[key] = (bank, right)
-        layer.bank, layer.right = banks[key]
+            return bank, right
+
+        key = (self.name, self.rank, layer.filters, layer.in_channels)
+        (layer.bank, layer.right), layer.owns_factors = generator.shared(key, make)
 
     def kernel(self, layer):
         from keras import ops
@@ -92,7 +89,9 @@ class SharedFactors(FactorProduct):
         return own + ([("generator", layer.bank), ("heads", layer.right)] if layer.owns_factors else [])
 
     def fit(self, layer, kernel: np.ndarray, steps: int = 300) -> float:
-        """Gradient steps on the layer's `stored` weights: the owner fits code, bank and right factor, the others their code.
+        """Gradient steps on the layer's `stored` weights (TensorFlow-only, `KernelGenerator.fit`).
+
+        The owner of a shape fits code, bank and right factor, the others their code.
 
         Fitting layers in model order (as `hyperize` does) fits the shared
         factors to the first layer of each shape; later layers of the shape

@@ -61,6 +61,9 @@ ACTIVATIONS = {
     "linear": Activation("linear", None, None, 0),
 }
 
+#: Names of the activations the shared generator may use (the keys of `ACTIVATIONS`).
+GENERATOR_ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATIONS)
+
 
 def get(name: str) -> Activation:
     """The activation called `name`.

@@ -1,13 +1,28 @@
 """The shared micro-MLP generator g of HyperTinyPW (Eq. 1 and the shared basis B of Eq. 3)."""
 from __future__ import annotations
 
+import weakref
+from typing import Callable, Hashable
+
 import keras
 from keras import ops
 
 from hypertiny_keras.layers import activations
 
-#: Activations that lower to a fused activation of TFLite FULLY_CONNECTED.
-GENERATOR_ACTIVATIONS = tuple(activations.ACTIVATIONS)
+
+class _Readers:
+    """What the layers reading one generator share that is not the generator's own.
+
+    A plain object, not a dict or list, so that Keras does not track the
+    variables it holds as weights of the generator (they are weights of the
+    layers that made them).
+    """
+
+    def __init__(self):
+        #: key -> what `PointwiseGenerator.shared` made for it.
+        self.shared: dict = {}
+        #: weak reference to the first layer built reading the generator.
+        self.first: weakref.ref | None = None
 
 
 @keras.saving.register_keras_serializable(package="hypertiny")
@@ -63,6 +78,40 @@ class PointwiseGenerator(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.basis_initializer = keras.initializers.get(basis_initializer)
+        self._readers = _Readers()
+
+    def shared(self, key: Hashable, make: Callable[[], object]) -> tuple[object, bool]:
+        """What the layers reading this generator share under `key`.
+
+        The first call for a `key` stores and returns `make()` (e.g. the
+        variables a `HyperPointwise` layer has just added to itself); later
+        calls return that same value. The state lives on this generator,
+        i.e. in the model that holds it, and is rebuilt by building the
+        layers again (so a `.keras` file restores it).
+
+        Returns:
+            (the shared value, whether this call made it).
+        """
+        made = key not in self._readers.shared
+        if made:
+            self._readers.shared[key] = make()
+        return self._readers.shared[key], made
+
+    def add_reader(self, layer: keras.layers.Layer) -> None:
+        """Notes that `layer` reads this generator; the first layer noted (while it exists) lists it in summaries."""
+        first = self._readers.first
+        if first is None or first() is None:
+            self._readers.first = weakref.ref(layer)
+
+    def is_first_reader(self, layer: keras.layers.Layer) -> bool:
+        """Whether `layer` is the first layer noted by `add_reader` (the one whose `layers` lists this generator).
+
+        A method, not a property returning the layer: Keras's saving walks
+        every attribute of a layer, and would walk from the generator into
+        the layer (a cycle).
+        """
+        first = self._readers.first
+        return first is not None and first() is layer
 
     def build(self, input_shape=None):
         if input_shape is not None and input_shape[-1] != self.code_dim:

@@ -2,23 +2,19 @@
 from __future__ import annotations
 
 import math
-import weakref
 
 import keras
 from keras import ops
+
+# Private Keras API, on purpose: `load_model`'s object-sharing scope (the map
+# `shared_objects/id_to_obj_map`) is reachable only through `global_state`;
+# Keras 3 exports no public accessor for it (`keras.config`, `keras.utils`
+# and `keras.saving` have none). `_shared_generator` reads it to restore one
+# generator per file; without the scope (e.g. `clone_model`) it is `None`.
 from keras.src.backend.common import global_state
 
 from hypertiny_keras import kernel_generators
 from hypertiny_keras.layers.generator import PointwiseGenerator
-
-#: generator -> (weak reference to) the first `HyperPointwise` built with it, whose `layers` lists it.
-_SUMMARY_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-#: Names of the registered kernel generators (`dense`: H_l of d_h x C_out*C_in,
-#: Eq. 2; `factorized`: A_l of r x C_out*C_in after the shared basis B, Eq. 3;
-#: `lowrank`: U V of rank r; `kronecker`: a sum of r Kronecker products; `lowrank_shared`,
-#: `kronecker_shared`: their cross-layer forms, factors mixed by g from a bank per shape).
-HEAD_MODES = kernel_generators.names()
 
 
 @keras.saving.register_keras_serializable(package="hypertiny")
@@ -26,9 +22,11 @@ class HyperPointwise(keras.layers.Layer):
     """Pointwise (1x1) convolution with a generated kernel.
 
     The kernel is never a trainable tensor of its own. How it is made is a
-    kernel generator of `hypertiny_keras.kernel_generators`, chosen by name
-    with `head`; with the built-in kinds the layer stores a code `z_l`
-    (shape `(d_z,)`), a head and a bias, and the kernel is
+    kernel generator of `hypertiny_keras.kernel_generators`, chosen with
+    `head` (any registered name, `kernel_generators.names()`) and held as
+    `kernel_generator`; with the built-in kernel generators the layer stores
+    a code `z_l` (shape `(d_z,)`), a head or factors, and a bias, and the
+    kernel is
 
     - `dense`:      `W_l = reshape(g(z_l) @ head)`, head `(d_h, C_out*C_in)`
     - `factorized`: `W_l = reshape(g(z_l) @ B @ head)`, head `(r, C_out*C_in)`,
@@ -50,12 +48,13 @@ class HyperPointwise(keras.layers.Layer):
 
     Args:
         filters: C_out, number of output channels.
-        generator: the shared `PointwiseGenerator`; `None` for kinds that
-            read none (`lowrank`, `kronecker`).
-        head: a kernel generator name (`"dense"`, `"factorized"`, which needs
-            `generator.rank`, `"lowrank"`, `"kronecker"`), its `serialize`
-            config (e.g. `{"class_name": "lowrank", "config": {"rank": 2}}`),
-            or an instance (`kernel_generators.LowRank(rank=2)`).
+        generator: the shared `PointwiseGenerator`; `None` for kernel
+            generators that read none (`lowrank`, `kronecker`).
+        head: the kernel generator: a registered name (`"dense"`,
+            `"factorized"`, which needs `generator.rank`, `"lowrank"`,
+            `"kronecker"`, ... or one registered by the user), its
+            `serialize` config (e.g. `{"class_name": "lowrank", "config":
+            {"rank": 2}}`), or an instance (`kernel_generators.LowRank(rank=2)`).
         activation: activation applied to the output, as in `Conv1D`.
         use_bias: whether the layer adds a bias of shape `(filters,)`.
         code_initializer: initializer of the code `z_l`.
@@ -108,7 +107,7 @@ class HyperPointwise(keras.layers.Layer):
 
     @property
     def head_mode(self) -> str:
-        """Name of the layer's kernel generator, e.g. `"dense"`."""
+        """Name of the layer's kernel generator, e.g. `"dense"` (an alias of `kernel_generator.name`)."""
         return self.kernel_generator.name
 
     def build(self, input_shape):
@@ -119,7 +118,7 @@ class HyperPointwise(keras.layers.Layer):
         if self.generator is not None:
             if not self.generator.built:
                 self.generator.build((1, self.generator.code_dim))
-            _SUMMARY_ROWS.setdefault(self.generator, weakref.ref(self))  # the first layer built with it lists it
+            self.generator.add_reader(self)  # the first layer built with it lists it in summaries
         self.kernel_generator.build(self)
         self.bias = None
         if self.use_bias:
@@ -137,8 +136,7 @@ class HyperPointwise(keras.layers.Layer):
         row of its own under the first generated layer, with its parameters
         (which no layer's own `count_params` includes).
         """
-        first = _SUMMARY_ROWS.get(self.generator) if self.generator is not None else None
-        return [self.generator] if first is not None and first() is self else []
+        return [self.generator] if self.generator is not None and self.generator.is_first_reader(self) else []
 
     def generated_kernel(self):
         """The generated kernel `W_l`, shape `(filters, C_in)` (TFLite OHWI order, H = W = 1)."""

@@ -1,4 +1,8 @@
-"""Finding layers inside a model, nested models included: the one search every module uses."""
+"""Finding layers inside a model, nested models included: the one search every module uses.
+
+Also the one check that a model is made of layers that can be cloned
+(`require_functional`), which freezing, hyperizing and the export share.
+"""
 from __future__ import annotations
 
 import keras
@@ -44,3 +48,37 @@ def paired_layers(model: keras.Model, clone: keras.Model, caller: str) -> list[t
     if [s.name for s in sources] != [t.name for t in targets]:
         raise ValueError(f"{caller}: the clone of {model.name!r} does not have the model's layers")
     return list(zip(sources, targets))
+
+
+def is_functional(model: keras.Model) -> bool:
+    """Whether `model` is a Sequential model or a Functional one (built from `keras.Input`), not subclassed.
+
+    Public Keras API only: a Functional model (and its subclasses that call
+    `super().__init__(inputs, outputs)`) has its graph's `inputs` and
+    `outputs`; a subclassed model has neither attribute.
+    """
+    if isinstance(model, keras.Sequential):
+        return True
+    return getattr(model, "inputs", None) is not None and getattr(model, "outputs", None) is not None
+
+
+def require_functional(model: keras.Model, what: str, error: type[Exception] = ValueError) -> None:
+    """Raises `error` unless `model` and every model nested in it are Functional or Sequential.
+
+    `keras.models.clone_model`, which `freeze`, `hyperize` and the export
+    rely on, cannot rebuild a subclassed model's `call`.
+
+    Args:
+        model: the model to check.
+        what: who asks, the start of the message (e.g. `"freeze"`).
+        error: the exception class raised (a `ValueError` subclass, e.g. `ExportError`).
+
+    Raises:
+        error: naming the first subclassed model found and its class.
+    """
+    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
+        if not is_functional(inner):
+            raise error(
+                f"{what}: {inner.name!r} is a subclassed model ({type(inner).__name__}); only Functional and "
+                "Sequential models (nested ones included) are supported"
+            )

@@ -46,11 +46,13 @@ def _separable_cnn(
         return layers.ReLU(name=f"{label}_relu")(x)
 
     inputs = keras.Input(tuple(input_shape), name="window")
-    x = layers.Conv1D(stem_filters, stem_kernel, strides=2, padding="same", use_bias=norm == "none", name="stem")(inputs)
+    x = layers.Conv1D(stem_filters, stem_kernel, strides=2, padding="same", use_bias=norm == "none",
+                      name="stem")(inputs)
     x = normalize_relu(x, "stem")
     for i, width in enumerate(widths):
         stride = 2 if i < downsample_blocks else 1
-        x = layers.DepthwiseConv1D(dw_kernel, strides=stride, padding="same", use_bias=norm == "none", name=f"dw{i + 1}")(x)
+        x = layers.DepthwiseConv1D(dw_kernel, strides=stride, padding="same", use_bias=norm == "none",
+                                   name=f"dw{i + 1}")(x)
         x = normalize_relu(x, f"dw{i + 1}")
         x = pointwise(i, width, f"pw{i + 1}")(x)
         x = normalize_relu(x, f"pw{i + 1}")
@@ -99,7 +101,7 @@ def hypertiny_pw(
     NEG kernel in the op resolver and int8 error from quantizing the variance.
 
     `head` names the kernel generator (`kernel_generators.names()`). For
-    `"factorized"`, `rank` is the shared basis's rank; for kinds with a rank
+    `"factorized"`, `rank` is the shared basis's rank; for kernel generators with a rank
     of their own (`"lowrank"`, `"kronecker"` and their cross-layer forms
     `"lowrank_shared"`, `"kronecker_shared"`), it is theirs (their default
     when `None`). The per-layer forms read no shared generator, so the model
@@ -110,21 +112,21 @@ def hypertiny_pw(
     `"mean"` to TFLM's MEAN, `"average_pool"` to AVERAGE_POOL_2D (a CMSIS-NN
     kernel; tflm_app/README.md gives the instructions it saves).
     """
-    kind = kernel_generators.with_rank(head, rank)
+    kernel_generator = kernel_generators.with_rank(head, rank)
     generator = None
-    if kind.uses_generator:
-        generator = PointwiseGenerator(code_dim, hidden_dim, generator_activation, rank=rank if kind.uses_basis else None,
-                                       name="generator")
+    if kernel_generator.uses_generator:
+        generator = PointwiseGenerator(code_dim, hidden_dim, generator_activation,
+                                       rank=rank if kernel_generator.uses_basis else None, name="generator")
     use_bias = norm == "none"
 
     def pointwise(i, width, label):
         if i == 0:
             return keras.layers.Conv1D(width, 1, use_bias=use_bias, name=label)
-        return HyperPointwise(width, generator, head=kind, use_bias=use_bias, name=label)
+        return HyperPointwise(width, generator, head=kernel_generator, use_bias=use_bias, name=label)
 
     return _separable_cnn(
-        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name,
-        pool,
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise,
+        name, pool,
     )
 
 
@@ -162,6 +164,6 @@ def stored_pw_twin(
         return lambda x: u(v(x))
 
     return _separable_cnn(
-        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise, name,
-        pool,
+        input_shape, num_classes, widths, stem_filters, stem_kernel, dw_kernel, downsample_blocks, norm, pointwise,
+        name, pool,
     )

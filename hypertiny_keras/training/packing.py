@@ -21,10 +21,10 @@ import dataclasses
 import keras
 import numpy as np
 
-from hypertiny_keras.transforms.accounting import ByteTable, byte_table
 from hypertiny_keras.layers import generated_layers
 from hypertiny_keras.losses import regularized_matrices
 from hypertiny_keras.training.checkpoint import copy_model
+from hypertiny_keras.transforms.accounting import ByteTable, byte_table
 
 
 @dataclasses.dataclass

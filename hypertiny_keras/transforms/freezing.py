@@ -4,9 +4,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
-from keras.src.models.functional import Functional
 
-from hypertiny_keras.layers import HyperPointwise, all_layers, generated_layers, paired_layers
+from hypertiny_keras.layers import HyperPointwise, generated_layers, paired_layers, require_functional
 
 
 def generated_kernels(model: keras.Model) -> dict[str, np.ndarray]:
@@ -42,12 +41,7 @@ def freeze(model: keras.Model) -> keras.Model:
     """
     if not generated_layers(model):
         raise ValueError(f"freeze: model {model.name!r} has no HyperPointwise layer")
-    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
-        if not isinstance(inner, (Functional, keras.Sequential)):
-            raise ValueError(
-                f"freeze: {inner.name} is a subclassed model ({type(inner).__name__}); only Functional "
-                "and Sequential models can be frozen"
-            )
+    require_functional(model, "freeze")
 
     def clone(layer):
         if isinstance(layer, HyperPointwise):

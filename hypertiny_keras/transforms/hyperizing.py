@@ -7,10 +7,9 @@ from typing import NamedTuple, Sequence
 import keras
 import numpy as np
 from keras import ops
-from keras.src.models.functional import Functional
 
 from hypertiny_keras import kernel_generators
-from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, paired_layers
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, paired_layers, require_functional
 
 #: What `fit` may be: reproduce the model's kernels, or start the generated layers afresh.
 FITS = ("kernels", None)
@@ -18,14 +17,14 @@ FITS = ("kernels", None)
 
 @dataclasses.dataclass(frozen=True)
 class LayerFit:
-    """One converted layer: its name, kernel kind, kernel shape `(C_out, C_in)` and fit error.
+    """One converted layer: its name, kernel generator name, kernel shape `(C_out, C_in)` and fit error.
 
     `relative_error` is ||W_generated - W_original|| / ||W_original|| after the
     fit (`None` with `fit=None`).
     """
 
     name: str
-    kind: str
+    kernel_generator: str
     shape: tuple[int, int]
     relative_error: float | None
 
@@ -48,10 +47,11 @@ class HyperizeReport:
     bytes_after: int
 
     def __str__(self) -> str:
-        lines = [f"{'layer':<24} {'kind':<11} {'kernel':>10} {'fit error':>10}"]
+        lines = [f"{'layer':<24} {'kernel generator':<16} {'kernel':>10} {'fit error':>10}"]
         for fit in self.layers:
             error = "-" if fit.relative_error is None else f"{fit.relative_error:.2e}"
-            lines.append(f"{fit.name:<24} {fit.kind:<11} {f'{fit.shape[0]}x{fit.shape[1]}':>10} {error:>10}")
+            shape = f"{fit.shape[0]}x{fit.shape[1]}"
+            lines.append(f"{fit.name:<24} {fit.kernel_generator:<16} {shape:>10} {error:>10}")
         lines += [f"kept stored: {name} ({why})" for name, why in self.kept.items()]
         lines.append(f"int8 weight bytes: {self.bytes_before:,} -> {self.bytes_after:,} "
                      f"({self.bytes_after - self.bytes_before:+,})")
@@ -86,13 +86,6 @@ def pointwise_refusal(layer) -> str | None:
     if layer.data_format != "channels_last":
         return f"data_format={layer.data_format!r}: only channels_last is supported"
     return None
-
-
-def _check_clonable(model: keras.Model) -> None:
-    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
-        if not isinstance(inner, (Functional, keras.Sequential)):
-            raise ValueError(f"hyperize: {inner.name} is a subclassed model ({type(inner).__name__}); only "
-                             "Functional and Sequential models (nested ones included) can be converted")
 
 
 def _chosen(model: keras.Model, layers: Sequence[str] | None, keep_first: bool) -> tuple[list[str], dict[str, str]]:
@@ -151,15 +144,16 @@ def hyperize(
             that can be, except the first when `keep_first` (the paper's hybrid: PW1 stays stored).
         generator: the shared `PointwiseGenerator`; `None` makes one
             (`code_dim`, `hidden_dim`, with the basis of rank `rank` for `"factorized"`)
-            for kinds that read one.
+            for kernel generators that read one.
         head: the kernel generator (`kernel_generators.names()`, a config or an instance);
             `rank` sets its rank where it has one (`lowrank`, `kronecker`).
         keep_first: leave the first pointwise convolution stored (with `layers=None`).
         fit: `"kernels"`: set codes and heads (the generator stays fixed) so that each
-            generated kernel reproduces the original kernel as closely as the kind can
+            generated kernel reproduces the original kernel as closely as the kernel
+            generator can
             (`KernelGenerator.fit`: exact for `dense`/`factorized`, the optimal rank-r
             approximation for `lowrank`/`kronecker`); `None`: fresh initialisation.
-        steps: gradient steps for kinds without a closed-form fit.
+        steps: gradient steps for kernel generators without a closed-form fit (TensorFlow backend only).
         seed: seeds Keras's initializers (`keras.utils.set_random_seed`) when given.
 
     Returns:
@@ -177,22 +171,24 @@ def hyperize(
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     if not model.built:
         raise ValueError(f"hyperize: build model {model.name!r} first (call it on an input or give keras.Input)")
-    _check_clonable(model)
+    require_functional(model, "hyperize")
     names, kept = _chosen(model, layers, keep_first)
-    kind = kernel_generators.with_rank(head, rank)
+    kernel_generator = kernel_generators.with_rank(head, rank)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
-    if kind.uses_generator and generator is None:
+    if kernel_generator.uses_generator and generator is None:
         taken = {layer.name for layer in all_layers(model)}
         label = "generator" if "generator" not in taken else "hyperize_generator"
-        generator = PointwiseGenerator(code_dim, hidden_dim, rank=rank if kind.uses_basis else None,
+        generator = PointwiseGenerator(code_dim, hidden_dim,
+                                       rank=rank if kernel_generator.uses_basis else None,
                                        name=label)
-    kind.check(generator if kind.uses_generator else None)
+    kernel_generator.check(generator if kernel_generator.uses_generator else None)
     chosen = set(names)
 
     def clone(layer):
         if layer.name in chosen:
-            return HyperPointwise(layer.filters, generator if kind.uses_generator else None, head=kind,
+            return HyperPointwise(layer.filters, generator if kernel_generator.uses_generator else None,
+                                  head=kernel_generator,
                                   activation=layer.activation, use_bias=layer.use_bias, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
@@ -210,7 +206,7 @@ def hyperize(
             error = float(layer.kernel_generator.fit(layer, target, steps=steps))
         if source.use_bias:
             layer.bias.assign(ops.convert_to_numpy(source.bias))
-        fits.append(LayerFit(layer.name, kind.name, (layer.filters, layer.in_channels), error))
+        fits.append(LayerFit(layer.name, kernel_generator.name, (layer.filters, layer.in_channels), error))
     report = HyperizeReport(tuple(fits), kept, int(byte_table(model, bits=(8,)).total[8]),
                             int(byte_table(new, bits=(8,)).total[8]))
     return Hyperized(new, report)

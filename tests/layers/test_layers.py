@@ -1,9 +1,9 @@
 """HyperPointwise / PointwiseGenerator: shapes, gradients, sharing, serialization, freeze."""
 import types
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 from keras import ops
 
@@ -116,8 +116,8 @@ def test_config_round_trip():
 def test_freeze_replaces_generated_layers_and_keeps_outputs(ndim):
     model = _model("factorized", 3, ndim=ndim)
     frozen = freeze(model)
-    kinds = {layer.name: type(layer).__name__ for layer in frozen.layers}
-    assert kinds["pw2"] == kinds["pw3"] == ("Conv1D" if ndim == 1 else "Conv2D")
+    classes = {layer.name: type(layer).__name__ for layer in frozen.layers}
+    assert classes["pw2"] == classes["pw3"] == ("Conv1D" if ndim == 1 else "Conv2D")
     assert not any(isinstance(layer, HyperPointwise) for layer in frozen.layers)
     x = _inputs(model, 16)
     assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-6
@@ -144,9 +144,9 @@ def _factor_model(head, rank=3, ndim=1, seed=0):
     conv = keras.layers.Conv1D if ndim == 1 else keras.layers.Conv2D
     inputs = keras.Input(shape)
     x = conv(8, 3, padding="same", activation="relu")(inputs)
-    kind = {"class_name": head, "config": {"rank": rank}}
-    x = HyperPointwise(16, None, head=kind, activation="relu", name="pw2")(x)
-    x = HyperPointwise(12, None, head=kind, name="pw3")(x)
+    kernel_generator = {"class_name": head, "config": {"rank": rank}}
+    x = HyperPointwise(16, None, head=kernel_generator, activation="relu", name="pw2")(x)
+    x = HyperPointwise(12, None, head=kernel_generator, name="pw3")(x)
     pool = keras.layers.GlobalAveragePooling1D() if ndim == 1 else keras.layers.GlobalAveragePooling2D()
     return keras.Model(inputs, keras.layers.Dense(3)(pool(x)))
 
@@ -190,12 +190,12 @@ def _shared_model(head, rank=2, hidden=3, seed=0):
     """Three generated layers of one shape (16 -> 16) and one of another (16 -> 12), one generator."""
     keras.utils.set_random_seed(seed)
     generator = PointwiseGenerator(4, hidden, activation="linear", name="generator")
-    kind = {"class_name": head, "config": {"rank": rank}}
+    kernel_generator = {"class_name": head, "config": {"rank": rank}}
     inputs = keras.Input((32, 3))
     x = keras.layers.Conv1D(16, 3, padding="same", activation="relu")(inputs)
     for i in (2, 3, 4):
-        x = HyperPointwise(16, generator, head=kind, activation="relu", name=f"pw{i}")(x)
-    x = HyperPointwise(12, generator, head=kind, name="pw5")(x)
+        x = HyperPointwise(16, generator, head=kernel_generator, activation="relu", name=f"pw{i}")(x)
+    x = HyperPointwise(12, generator, head=kernel_generator, name="pw5")(x)
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x)))
 
 
@@ -206,7 +206,7 @@ def test_shared_factor_kernels_mix_one_bank_per_shape(tmp_path, head, per_layer)
     assert pw2.owns_factors and not pw3.owns_factors and not pw4.owns_factors and pw5.owns_factors
     assert pw3.bank is pw2.bank and pw4.right is pw2.right and pw5.bank is not pw2.bank
     assert pw3.count_params() == 4 + 16  # its code and bias: the bank and right factor are pw2's
-    # Each kernel is the per-layer kind's kernel of the left factor g(z_l) @ bank and the shared right factor.
+    # Each kernel is the per-layer kernel generator's kernel of left factor g(z_l) @ bank and shared right factor.
     generator = model.get_layer("pw2").generator
     reference = kernel_generators.get({"class_name": per_layer, "config": {"rank": 2}})
     for layer in (pw2, pw3, pw5):
@@ -219,7 +219,7 @@ def test_shared_factor_kernels_mix_one_bank_per_shape(tmp_path, head, per_layer)
     # Codes differ, so the kernels of one shape differ; bytes: the bank and right factor once per shape.
     assert np.abs(ops.convert_to_numpy(pw2.generated_kernel()) - ops.convert_to_numpy(pw3.generated_kernel())).max() > 0
     table = byte_table(model, bits=(8,))
-    banks = 3 * (16 * 2 + 12 * 2)  # d_h x rows x r per shape; rows 16 and 12 for both kinds (kronecker: 4 x 4, 3 x 4)
+    banks = 3 * (16 * 2 + 12 * 2)  # d_h x rows x r per shape; rows 16 and 12 for both (kronecker: 4 x 4, 3 x 4)
     assert table.by_role["codes"][8] == 4 * 4
     assert table.by_role["generator"][8] == 4 * 3 + 3 * 4 + banks
     # Training moves the shared bank; a .keras file restores the sharing and the outputs exactly.
@@ -236,7 +236,7 @@ def test_shared_factor_kernels_mix_one_bank_per_shape(tmp_path, head, per_layer)
     assert np.abs(model.predict(x, verbose=0) - frozen.predict(x, verbose=0)).max() <= 1e-5
 
 
-def test_kinds_that_need_a_generator_refuse_none():
+def test_kernel_generators_that_need_a_generator_refuse_none():
     with pytest.raises(ValueError, match="needs a shared PointwiseGenerator"):
         HyperPointwise(8, None, head="dense")
     with pytest.raises(ValueError, match="rank must be >= 1"):

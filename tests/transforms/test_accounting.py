@@ -72,11 +72,11 @@ def test_accounting_matches_the_tflite_bytes(tmp_path):
 def test_shared_banks_are_counted_once_in_the_table_and_the_file(tmp_path, head):
     keras.utils.set_random_seed(0)
     generator = PointwiseGenerator(3, 2, activation="linear")
-    kind = {"class_name": head, "config": {"rank": 2}}
+    kernel_generator = {"class_name": head, "config": {"rank": 2}}
     inputs = keras.Input((16, 1))
     x = keras.layers.Conv1D(6, 3, padding="same", name="stem")(inputs)
     for i in (2, 3, 4):  # three 6 x 6 layers: one bank (2 x 6 x 2 values) and one right factor (6 x 2)
-        x = HyperPointwise(6, generator, head=kind, activation="relu", name=f"pw{i}")(x)
+        x = HyperPointwise(6, generator, head=kernel_generator, activation="relu", name=f"pw{i}")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling1D()(x)))
     x = np.random.default_rng(0).normal(size=(64, 16, 1)).astype("float32")
     model.compile("adam", "mse")

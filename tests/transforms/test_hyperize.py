@@ -1,7 +1,7 @@
 """hyperize: a user's own model with generated pointwise layers; the DS-CNN; export boot == frozen."""
+import keras
 import numpy as np
 import pytest
-import keras
 
 import hypertiny_keras as ht
 from hypertiny_keras.layers import HyperPointwise, generated_layers
@@ -29,7 +29,7 @@ def _max_diff(a, b, x=X):
 
 
 @pytest.mark.parametrize("head,rank", [("dense", None), ("factorized", 3)])
-def test_exact_kinds_reproduce_the_model(stored, head, rank):
+def test_exact_kernel_generators_reproduce_the_model(stored, head, rank):
     model, report = ht.hyperize(stored, head=head, rank=rank)
     assert [f.name for f in report.layers] == ["pw2", "pw3"]
     assert report.kept == {"pw1": "the first pointwise layer (keep_first)"}
@@ -47,7 +47,7 @@ def test_exact_kinds_reproduce_the_model(stored, head, rank):
 
 
 @pytest.mark.parametrize("head", ["lowrank", "kronecker"])
-def test_factor_kinds_equal_the_model_with_their_best_kernels(stored, head):
+def test_factor_kernel_generators_equal_the_model_with_their_best_kernels(stored, head):
     model, report = ht.hyperize(stored, head=head, rank=2)
     assert report.bytes_after < report.bytes_before
     # The fitted kernels are the best rank-2 ones: frozen, the model is the original with those kernels.
@@ -62,7 +62,7 @@ def test_factor_kinds_equal_the_model_with_their_best_kernels(stored, head):
     assert _max_diff(model, ht.freeze(model)) < 1e-4
 
 
-def test_shared_kind_fits_its_first_layer_like_lowrank_and_the_rest_along_the_bank(stored):
+def test_shared_kernel_generator_fits_its_first_layer_like_lowrank_and_the_rest_along_the_bank(stored):
     """lowrank_shared: pw2 owns the bank (fitted with it, near the rank-2 optimum); pw3 moves only its code."""
     model, report = ht.hyperize(stored, head="lowrank_shared", rank=2, hidden_dim=2, steps=400)
     _, best = ht.hyperize(stored, head="lowrank", rank=2)
@@ -137,7 +137,7 @@ def test_hyperized_ds_cnn_exports_boot_equal_to_frozen(stored, tmp_path, head, r
     held_out = np.random.default_rng(2).normal(size=(40, 49, 10)).astype("float32")
     from hypertiny_keras.device.runtime import predict
 
-    if head == "dense":  # exact kinds reproduce the converter's own frozen file; factor kinds its equivalent (verified)
+    if head == "dense":  # exact kernel generators: the converter's frozen file; factor ones: its equivalent (verified)
         np.testing.assert_array_equal(predict(tmp_path / "boot.tflite", held_out),
                                       predict(tmp_path / "frozen.tflite", held_out))
     assert frozen.file_bytes > 0 and "AVERAGE_POOL_2D" in boot.operators[0]
