@@ -1,4 +1,4 @@
-"""The `hypertiny` command: quickstart, export, inspect, emulate, data summary.
+"""The `hypertiny` command: quickstart, export, arduino-library, compress, inspect, emulate, data summary.
 
 Errors are one line on stderr and exit status 2; `-v` adds the traceback and
 lets TensorFlow's and the converter's own output through.
@@ -116,6 +116,28 @@ def _export_arduino(args) -> None:
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
                             library=args.library)
     print(json.dumps(result, indent=2))
+    # What a person needs next; stdout stays the JSON report.
+    lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; to build it, install these Arduino libraries:"]
+    lines += [f"  {name}: {how}" for name, how in result["requires"].items()]
+    if result["removed"]:
+        lines.append(f"  (removed {', '.join(result['removed'])}: an earlier export's copy of the library's core)")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _arduino_library(args) -> None:
+    from hypertiny_keras.device.arduino import write_arduino_library
+
+    if not args.out and not args.zip:
+        raise ValueError("hypertiny arduino-library needs --out DIR (e.g. ~/Arduino/libraries/HyperTinyPW) "
+                         "or --zip FILE.zip")
+    result = write_arduino_library(args.out, args.zip)
+    for where in (result["out_dir"], result["zip"]):
+        if where:
+            print(f"wrote the {result['name']} {result['version']} Arduino library: {where}")
+    if result["zip"]:
+        print("  Arduino IDE: Sketch > Include Library > Add .ZIP Library, choose the .zip")
+    print("  then: hypertiny export --arduino SKETCH MODEL.tflite --windows W.npz writes a sketch that uses it "
+          "(also needs a TFLM library: Chirale_TensorFLowLite by default)")
 
 
 def _emulate(args) -> None:
@@ -227,10 +249,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--epochs", type=int, default=8)
     q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
-    q.add_argument(
-        "--dense-per-tensor", action="store_true",
-        help="one scale per classifier weight tensor, for the Arduino TFLM libraries (2023 snapshots)",
-    )
+    _add_dense_scales(q)
     q.set_defaults(run=_quickstart)
 
     e = sub.add_parser("export", help="export a .keras model to int8 .tflite, or a .tflite to an Arduino sketch")
@@ -256,10 +275,7 @@ def parser() -> argparse.ArgumentParser:
         "--no-diet", dest="diet", action="store_false",
         help="skip the flatbuffer diet (identity reshapes, unread quantization and options, duplicate constants)",
     )
-    e.add_argument(
-        "--dense-per-tensor", action="store_true",
-        help="one scale per FULLY_CONNECTED weight tensor: what the Arduino TFLM libraries (2023 snapshots) compute",
-    )
+    _add_dense_scales(e)
     e.add_argument(
         "--init-weight-bits", type=int, choices=(8, 4), default=8,
         help="boot: bits of the init subgraph's FULLY_CONNECTED weights (4: packed int4, half their bytes; "
@@ -282,6 +298,11 @@ def parser() -> argparse.ArgumentParser:
         help="with --arduino: the TFLM Arduino library the sketch includes (tflm_library.h)",
     )
     e.set_defaults(run=_export)
+
+    a = sub.add_parser("arduino-library", help="write the HyperTinyPW Arduino library (for the Arduino IDE)")
+    a.add_argument("--out", metavar="DIR", help="the library folder, e.g. ~/Arduino/libraries/HyperTinyPW")
+    a.add_argument("--zip", metavar="FILE", help="a .zip for Sketch > Include Library > Add .ZIP Library")
+    a.set_defaults(run=_arduino_library)
 
     c = sub.add_parser("compress", help="re-write an int8 .tflite's weights as int4 or 4-bit look-up tables")
     c.add_argument("file", help="an int8 .tflite (frozen or boot) made by hypertiny export")
@@ -323,9 +344,24 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
-    for subparser in (q, e, c, i, m, d, s):  # -v also after the command; its default stays the main parser's
+    for subparser in (q, e, a, c, i, m, d, s):  # -v also after the command; its default stays the main parser's
         _add_verbose(subparser, argparse.SUPPRESS)
     return p
+
+
+def _add_dense_scales(p: argparse.ArgumentParser) -> None:
+    """`--dense-per-tensor` (the default) / `--dense-per-channel`: scales of the FULLY_CONNECTED weights."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--dense-per-tensor", dest="dense_per_tensor", action="store_true", default=True,
+        help="one scale per FULLY_CONNECTED weight tensor (the default): runs on every TFLM, including the "
+        "2023 snapshots of the Arduino libraries",
+    )
+    group.add_argument(
+        "--dense-per-channel", dest="dense_per_tensor", action="store_false",
+        help="one scale per output channel (the converter's choice), for TFLM 2024-09 or newer only "
+        "(export --arduino then needs --library tflite-micro)",
+    )
 
 
 def _add_verbose(p: argparse.ArgumentParser, default) -> None:

@@ -36,7 +36,7 @@ def run_quickstart(
     beats: int = 6000,
     verbose: int = 1,
     pool: str = "average_pool",
-    dense_per_tensor: bool = False,
+    dense_per_tensor: bool = True,
 ) -> dict:
     """Train, export (frozen and boot), verify in TFLM and LiteRT, and report.
 
@@ -47,8 +47,11 @@ def run_quickstart(
         beats: synthetic windows (80/10/10 train/validation/test).
         verbose: 0 silent, 1 progress bars and the printed report.
         pool: the model's global pooling (`models.separable.POOLINGS`).
-        dense_per_tensor: export the classifier with one weight scale
-            (`export_tflite`): what the Arduino libraries' 2023 TFLM computes.
+        dense_per_tensor: export the FULLY_CONNECTED weights with one scale
+            per tensor (`export_tflite`; the default): what the Arduino
+            libraries' 2023 TFLM computes, so the files run on every TFLM and
+            `hypertiny export --arduino` takes them with its default library.
+            False: one per output channel, for TFLM 2024-09 or newer.
 
     Returns:
         The report dict (also written to `out_dir/report.json`).
@@ -89,6 +92,7 @@ def run_quickstart(
         "seed": seed,
         "epochs": epochs,
         "pool": pool,
+        "dense_per_tensor": dense_per_tensor,
         "data": {"source": "hypertiny_keras.data.synthetic.make_beats", "train": n_train, "val": n_val,
                  "test": len(y_test), "window_samples": WINDOW, "fs_hz": 128.0},
         "accuracy": {

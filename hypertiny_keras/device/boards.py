@@ -67,16 +67,21 @@ def ram_split(info: dict, arena_bytes: int | None) -> dict[str, int]:
 
 def plot_budget(info: dict, path: str | pathlib.Path, board: str = "nano33ble", arena_bytes: int | None = None,
                 title: str = "") -> pathlib.Path:
-    """A PNG of two stacked bars, flash and RAM, each split into its parts, as % of `board`'s memories."""
-    import matplotlib
+    """A PNG of two stacked bars, flash and RAM, each split into its parts, as % of `board`'s memories.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on its own `Figure` with the Agg canvas: pyplot's backend and
+    figures (a notebook's) are left alone.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     spec = get_board(board)
     bars = [("flash", flash_split(info), spec.flash_bytes), ("RAM", ram_split(info, arena_bytes), spec.ram_bytes)]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    colors = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(8, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"].colors
     names = list(FLASH_PARTS) + ["generated kernels", "activations and TFLM bookkeeping"]
     for row, (label, parts, budget) in enumerate(bars):
         left = 0.0
@@ -97,7 +102,6 @@ def plot_budget(info: dict, path: str | pathlib.Path, board: str = "nano33ble", 
     fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -2,7 +2,9 @@
 
 Builds a folder made by `hypertiny export --arduino` with `arm-none-eabi-gcc`
 against the user's checkouts of TensorFlow Lite Micro and its dependencies
-(`tflm_app/emulator/Makefile`; nothing is downloaded), runs it under
+(`tflm_app/emulator/Makefile`, with the HyperTinyPW library's core from
+`tflm_app/src`, both shipped in the package: `sources`; nothing is
+downloaded), runs it under
 `qemu-system-arm -icount shift=0` and reads what the board printed
 (`tflm_app/emulator/emulate.cc`): every test vector's pass/fail against the
 TFLM Python wheel's outputs, instructions of setup, first and steady-state
@@ -26,8 +28,8 @@ import shutil
 import subprocess
 import tempfile
 
-#: The board harness: Makefile, emulate.cc, board.cc/.h, linker script.
-EMULATOR_DIR = pathlib.Path(__file__).resolve().parents[1] / "tflm_app" / "emulator"
+from hypertiny_keras.device import sources as device_sources
+
 #: Checkouts a `sources` folder holds: Makefile variable -> folder name.
 SOURCE_DIRS = {
     "TFLM_ROOT": "tflite-micro",
@@ -43,9 +45,8 @@ SOURCES_ENV = "HYPERTINY_EMULATOR_SOURCES"
 TOOLS = {"make": "make", "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
          "qemu-system-arm": "qemu-system-arm"}
 KERNEL_SETS = ("cmsis", "reference")
-#: Files of a sketch folder the emulator builds.
-SKETCH_FILES = ("model_data.cc", "model_data.h", "model_ops.h", "arena_config.h", "test_vectors.h",
-                "hypertiny_app.cc", "hypertiny_app.h")
+#: Files of a sketch folder the emulator builds (the core comes from the library: `sources.core_dir()`).
+SKETCH_FILES = ("model_data.cc", "model_data.h", "model_ops.h", "arena_config.h", "test_vectors.h")
 
 _FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")  # a value may hold spaces ("status=allocate tensors")
 
@@ -273,7 +274,9 @@ def emulate(
         # The sketch's own objects are always rebuilt (seconds): a kept build folder may hold
         # those of another folder of the same name, with dependency files naming it.
         shutil.rmtree(build, ignore_errors=True)
-        command = ["make", "-s", "-f", str(EMULATOR_DIR / "Makefile"), f"-j{jobs or os.cpu_count() or 1}"]
+        makefile = device_sources.emulator_dir() / "Makefile"
+        variables["CORE"] = str(device_sources.core_dir())
+        command = ["make", "-s", "-f", str(makefile), f"-j{jobs or os.cpu_count() or 1}"]
         command += [f"{k}={v}" for k, v in variables.items()]
         built = subprocess.run(command + ["all"], capture_output=True, text=True)
         if built.returncode != 0:

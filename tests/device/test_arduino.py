@@ -1,9 +1,15 @@
-"""`export_arduino` and the tflm_app sources: resolver, C array, test vectors, includes, refusals."""
+"""`export_arduino`, the HyperTinyPW library and the tflm_app sources: resolver, C array, test vectors,
+includes, refusals, the library layout."""
+import configparser
+import inspect
+import json
 import math
 import pathlib
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -11,14 +17,18 @@ import pytest
 from tflite_micro.python.tflite_micro.runtime import count_resource_variables
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.export import export_tflite, inspect_tflite
+from hypertiny_keras.export import export_tflite
+from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+from hypertiny_keras.device import sources
 from hypertiny_keras.device.arduino import CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
 from hypertiny_keras.tflite.flatbuffer import builtin_code, op_names, read_model, write_model
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
 from hypertiny_keras.device.runtime import io_quantization, run_tflm
 
-TFLM_APP = pathlib.Path(__file__).resolve().parents[2] / "tflm_app"
+TFLM_APP = sources.tflm_app()  # through importlib.resources, as an installed wheel finds it
+CHECKOUT = pathlib.Path(__file__).resolve().parents[2] / "tflm_app"
+GENERATED = {"model_data.h", "model_data.cc", "model_ops.h", "test_vectors.h", "arena_config.h", "tflm_library.h"}
 STEPS, CHANNELS = 48, 1
 
 
@@ -183,10 +193,11 @@ def test_sources_include_only_allowed_headers(exported):
         if line.strip() and not line.startswith("#")
     }
     sketch = exported["boot"]["sketch"]
-    sources = sorted(TFLM_APP.glob("src/*")) + sorted(TFLM_APP.glob("arduino/*/*.ino"))
-    sources += [sketch / name for name in exported["boot"]["report"]["files"]]
+    files = sorted(TFLM_APP.glob("src/*")) + sorted(TFLM_APP.glob("examples/*/*.ino"))
+    files += [sketch / name for name in exported["boot"]["report"]["files"]]
+    assert len(files) >= 4 + 7
     found = {}
-    for path in sources:
+    for path in files:
         for header in re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M):
             found.setdefault(header, path.name)
     assert "tensorflow/lite/micro/micro_interpreter.h" in found
@@ -195,17 +206,103 @@ def test_sources_include_only_allowed_headers(exported):
     assert generated_headers <= allowed
 
 
-def test_sketch_gets_core_and_ino_but_keeps_an_edited_ino(exported, tmp_path):
+def test_sketch_uses_the_library_and_keeps_an_edited_ino(exported, tmp_path):
+    """The sketch: generated headers + the library example's .ino; the core stays in the library."""
+    made = exported["boot"]["sketch"]
+    assert sorted(p.name for p in made.iterdir()) == sorted(GENERATED | {f"{made.name}.ino"})
+    assert exported["boot"]["report"]["files"] == sorted(GENERATED | {f"{made.name}.ino"})
+    ino_text = (made / f"{made.name}.ino").read_text()
+    assert ino_text == sources.example_sketch().read_text()
+    assert "#include <HyperTinyPW.h>" in ino_text and "hypertiny arduino-library --out" in ino_text
+    requires = exported["boot"]["report"]["requires"]
+    assert "hypertiny arduino-library --out ~/Arduino/libraries/HyperTinyPW" in requires["HyperTinyPW"]
+    assert "Chirale" in requires["Chirale_TensorFlowLite"]
     sketch = tmp_path / "Copy"
-    shutil.copytree(exported["boot"]["sketch"], sketch)
-    (sketch / f"{exported['boot']['sketch'].name}.ino").rename(sketch / "Copy.ino")
-    assert (sketch / "hypertiny_app.cc").read_bytes() == (TFLM_APP / "src" / "hypertiny_app.cc").read_bytes()
-    ino = sketch / f"{sketch.name}.ino"
-    assert ino.read_bytes() == (TFLM_APP / "arduino" / "HyperTinyPW" / "HyperTinyPW.ino").read_bytes()
+    shutil.copytree(made, sketch)
+    (sketch / f"{made.name}.ino").rename(sketch / "Copy.ino")
+    for name in ("hypertiny_app.h", "hypertiny_app.cc"):  # an older export's copy of the core
+        (sketch / name).write_text("// old core\n")
+    ino = sketch / "Copy.ino"
     ino.write_text("// edited\n")
     report = export_arduino(str(exported["boot"]["path"]), str(sketch))
-    assert ino.read_text() == "// edited\n" and f"{sketch.name}.ino" not in report["files"]
+    assert ino.read_text() == "// edited\n" and "Copy.ino" not in report["files"]
     assert "kHypertinyTestCount = 0;" in (sketch / "test_vectors.h").read_text()
+    assert report["removed"] == ["hypertiny_app.h", "hypertiny_app.cc"]
+    assert sorted(p.name for p in sketch.iterdir()) == sorted(GENERATED | {"Copy.ino"})
+
+
+def test_library_layout_in_the_package_and_the_checkout():
+    """tflm_app is an Arduino library (1.5 format) with a PlatformIO manifest, shipped inside the package."""
+    assert TFLM_APP.resolve() == CHECKOUT.resolve()
+    for name in sources.LIBRARY_FILES + sources.EMULATOR_FILES:
+        assert (TFLM_APP / name).is_file(), name
+    properties = _properties(TFLM_APP / "library.properties")
+    assert properties["name"] == "HyperTinyPW" == json.loads((TFLM_APP / "library.json").read_text())["name"]
+    assert properties["version"] == sources.library_version() == json.loads((TFLM_APP / "library.json").read_text())["version"]
+    assert properties["category"] == "Data Processing" and properties["includes"] == "HyperTinyPW.h"
+    assert {"sentence", "paragraph", "author", "maintainer", "url", "architectures", "depends"} <= set(properties)
+    assert properties["depends"] == "Chirale_TensorFLowLite"  # the Library Manager's (registered) name
+    # The core knows no model: none of the sketch's generated headers is included by src/.
+    for path in (TFLM_APP / "src").iterdir():
+        included = set(re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M))
+        assert not included & GENERATED, path.name
+    assert not (TFLM_APP / "arduino").exists()  # the sketch moved to examples/
+
+
+def _properties(path: pathlib.Path) -> dict[str, str]:
+    """An Arduino library.properties file (key=value lines) as a dict."""
+    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    parser.optionxform = str
+    parser.read_string("[library]\n" + path.read_text())
+    return dict(parser["library"])
+
+
+def test_cli_arduino_library_writes_the_folder_and_the_zip(tmp_path):
+    out, archive = tmp_path / "libraries" / "HyperTinyPW", tmp_path / "HyperTinyPW.zip"
+    done = subprocess.run(
+        [sys.executable, "-m", "hypertiny_keras.cli.main", "arduino-library", "--out", str(out), "--zip", str(archive)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(out) in done.stdout and "Add .ZIP Library" in done.stdout
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(sources.LIBRARY_FILES)
+    assert {"library.properties", "library.json", "src/hypertiny_app.cc", "examples/HyperTinyPW/HyperTinyPW.ino"} <= set(written)
+    assert _properties(out / "library.properties")["name"] == "HyperTinyPW"
+    assert json.loads((out / "library.json").read_text())["examples"] == ["examples/HyperTinyPW/HyperTinyPW.ino"]
+    example = (out / "examples" / "HyperTinyPW" / "HyperTinyPW.ino").read_text()
+    # Without generated headers the example stops with a message saying how to make them.
+    assert '__has_include("model_data.h")' in example and "#error" in example and "hypertiny export --arduino" in example
+    for name in sources.LIBRARY_FILES:
+        assert (out / name).read_bytes() == (TFLM_APP / name).read_bytes()
+    with zipfile.ZipFile(archive) as zipped:
+        assert sorted(zipped.namelist()) == sorted(f"HyperTinyPW/{name}" for name in sources.LIBRARY_FILES)
+    nothing = subprocess.run([sys.executable, "-m", "hypertiny_keras.cli.main", "arduino-library"],
+                             capture_output=True, text=True, timeout=120)
+    assert nothing.returncode == 2 and "needs --out DIR" in nothing.stderr
+
+
+def test_cli_export_arduino_with_defaults_takes_a_default_quickstart_boot_file(exported, tmp_path):
+    """`hypertiny quickstart` then `hypertiny export --arduino` with no extra flag: the default library accepts it."""
+    from hypertiny_keras.cli.quickstart import run_quickstart
+
+    per_tensor = inspect.signature(run_quickstart).parameters["dense_per_tensor"].default
+    assert per_tensor is True
+    path = tmp_path / "model_boot_int8.tflite"
+    model = keras.saving.load_model(exported["keras"])
+    export_tflite(model, exported["x"], path, synthesis="boot", verify_samples=8, dense_per_tensor=per_tensor)
+    np.savez(tmp_path / "test_windows.npz", windows=exported["x"][:4], labels=exported["y"][:4])
+    sketch = tmp_path / "HyperTinyPW"
+    done = subprocess.run(
+        [sys.executable, "-m", "hypertiny_keras.cli.main", "export", "--arduino", str(sketch), str(path),
+         "--windows", str(tmp_path / "test_windows.npz")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["library"] == DEFAULT_ARDUINO_LIBRARY and report["test_windows"] == 4
+    assert "hypertiny arduino-library --out ~/Arduino/libraries/HyperTinyPW" in done.stderr
+    assert (sketch / "HyperTinyPW.ino").is_file() and not (sketch / "hypertiny_app.cc").exists()
 
 
 def test_library_selects_the_header_the_sketch_includes(exported, tmp_path):
@@ -229,7 +326,8 @@ def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, t
     """Their 2023 TFLM would use the first scale for every channel of a FULLY_CONNECTED weight."""
     path = tmp_path / "per_channel.tflite"
     model = keras.saving.load_model(exported["keras"])
-    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8)  # the converter's default
+    export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8,
+                  dense_per_tensor=False)  # the converter's per-channel scales (--dense-per-channel)
     for library in ("chirale", "arduino-examples"):
         with pytest.raises(ValueError, match=rf"^{path}: the {library} library's TFLM .* per-channel ones in subgraph 0"):
             export_arduino(str(path), str(tmp_path / "Refused"), library=library)

@@ -17,11 +17,11 @@ import sys
 
 import pytest
 
-from hypertiny_keras.device import emulator
+from hypertiny_keras.device import emulator, sources
 from hypertiny_keras.device.emulator import EmulatorError, emulate, parse_log, summarize
 from hypertiny_keras.device.arduino import RESOLVER_METHODS
 
-MAKEFILE = emulator.EMULATOR_DIR / "Makefile"
+MAKEFILE = sources.emulator_dir() / "Makefile"
 LOGS = pathlib.Path(__file__).parents[1] / "fixtures" / "emulator"
 
 
@@ -46,7 +46,7 @@ def test_arduino_library_build_leaves_out_what_board_cc_replaces():
         assert platform_file in left_out
     assert "$(L)/peripherals/%" in left_out  # the Arduino-only sources (Wire, Serial)
     assert "-DBOARD_DEBUG_LOG_STRING" in MAKEFILE.read_text()  # 2023 TFLM's DebugLog(const char*)
-    assert "BOARD_DEBUG_LOG_STRING" in (emulator.EMULATOR_DIR / "board.cc").read_text()
+    assert "BOARD_DEBUG_LOG_STRING" in (sources.emulator_dir() / "board.cc").read_text()
 
 
 def test_recorded_boot_log_parses_to_its_figures():

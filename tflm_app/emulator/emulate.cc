@@ -1,6 +1,7 @@
 // The emulated-board check of a sketch folder (`hypertiny export --arduino`):
-// runs the project's core (hypertiny_app.cc, as the sketch has it) on QEMU
-// mps2-an386 in place of the .ino, and prints one line per fact for
+// runs the library's core (tflm_app/src/hypertiny_app.cc) with the sketch's
+// generated files on QEMU mps2-an386 in place of the .ino (which sets up the
+// core the same way: arena, resolver, config), and prints one line per fact for
 // hypertiny_keras.emulator.parse_log:
 //
 //   CALIBRATION expected=<insns> measured=<insns>
@@ -16,12 +17,20 @@
 #include <cstdint>
 #include <cstring>
 
+#include "arena_config.h"
 #include "board.h"
 #include "hypertiny_app.h"
+#include "model_data.h"
+#include "model_ops.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "test_vectors.h"
 
 namespace {
+
+// What the .ino has: the arena, the resolver of the model's operators, the config.
+alignas(16) uint8_t g_arena[HYPERTINY_ARENA_BYTES];
+HypertinyOpResolver g_resolver;
+HypertinyConfig g_config = {g_model, 0, g_arena, sizeof(g_arena), &g_resolver, HYPERTINY_RESOURCE_VARIABLES};
 
 constexpr int kRepeats = 2;
 constexpr int kMaxRuns = (kHypertinyTestCount > 0 ? kHypertinyTestCount : 1) * (1 + kRepeats);
@@ -93,7 +102,7 @@ void print_scores(const char* name, const int8_t* scores) {
 // Setup in `mode`, then every test vector 1 + kRepeats times. Returns the failures.
 int run(HypertinyMode mode, const char* name) {
   const uint32_t start = board_ticks();
-  const HypertinyStatus status = hypertiny_setup(mode);
+  const HypertinyStatus status = hypertiny_setup(g_config, mode);
   const uint32_t setup = board_ticks() - start;
   board_print("SETUP mode=%s status=%s insns=%lu arena=%u used=%u needed=%u variables=%d\n", name,
               hypertiny_status_name(status), static_cast<unsigned long>(insns(setup)),
@@ -145,7 +154,7 @@ int run(HypertinyMode mode, const char* name) {
 // subgraph) and of a steady-state one.
 int profile() {
   hypertiny_set_profiler(&g_recorder);
-  const HypertinyStatus status = hypertiny_setup(HypertinyMode::kLazy);
+  const HypertinyStatus status = hypertiny_setup(g_config, HypertinyMode::kLazy);
   if (status != HypertinyStatus::kOk || kHypertinyTestCount == 0) {
     hypertiny_set_profiler(nullptr);
     return status == HypertinyStatus::kOk ? 0 : 1;
@@ -183,6 +192,11 @@ void calibrate() {
 int main() {
   calibrate();
   hypertiny_set_platform(core_log, core_clock);
+  g_config.model_bytes = g_model_len;
+  if (hypertiny_register_ops(g_resolver) != kTfLiteOk) {
+    board_print("LOG hypertiny_register_ops failed\nDONE failures=1\n");
+    return 1;
+  }
   board_print("MODEL bytes=%u input=%d output=%d tests=%d\n", static_cast<unsigned>(hypertiny_model_bytes()),
               kHypertinyInputBytes, kHypertinyOutputBytes, kHypertinyTestCount);
   int failures = run(HypertinyMode::kBoot, "BOOT");

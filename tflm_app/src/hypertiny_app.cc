@@ -6,15 +6,13 @@
 #include <cstring>
 #include <new>
 
-#include "arena_config.h"
-#include "model_data.h"
-#include "model_ops.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_graph.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"  // declares Register_CALL_ONCE
 #include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tensorflow/lite/micro/micro_resource_variable.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -22,13 +20,9 @@
 
 namespace {
 
-// All tensors, the allocator's bookkeeping and the resource variables (the
-// synthesised kernels) live here.
-alignas(16) uint8_t g_arena[HYPERTINY_ARENA_BYTES];
-
-// Ops are registered once; a resolver refuses a second registration.
-HypertinyOpResolver g_resolver;
-bool g_ops_registered = false;
+// The sketch's model, arena (all tensors, the allocator's bookkeeping and the
+// resource variables: the synthesised kernels) and op resolver.
+HypertinyConfig g_config = {};
 
 // What a resolver returns: TfLiteRegistration in TFLM of 2023 (the Arduino
 // libraries), TFLMRegistration later.
@@ -73,17 +67,18 @@ HypertinyStatus fail(HypertinyStatus status) {
 }
 
 // Error strings of TFLM are compiled out of release builds, so the core
-// checks the model against model_ops.h itself and names what is missing.
+// checks the model against the sketch's resolver itself and names what is missing.
 HypertinyStatus check_ops(const tflite::Model* model) {
+  const tflite::MicroOpResolver& resolver = *g_config.resolver;
   const auto* codes = model->operator_codes();
   for (uint32_t i = 0; codes != nullptr && i < codes->size(); ++i) {
     const tflite::BuiltinOperator code = tflite::GetBuiltinCode(codes->Get(i));
     // A CUSTOM operator (TFLM's DECODE: "TFLM_DECODE") is registered by its custom code.
     const auto* custom = code == tflite::BuiltinOperator_CUSTOM ? codes->Get(i)->custom_code() : nullptr;
-    const bool found = custom != nullptr ? g_resolver.FindOp(custom->c_str()) != nullptr
-                                         : g_resolver.FindOp(code) != nullptr;
+    const bool found = custom != nullptr ? resolver.FindOp(custom->c_str()) != nullptr
+                                         : resolver.FindOp(code) != nullptr;
     if (!found) {
-      log_line("hypertiny: op %s is not registered by model_ops.h",
+      log_line("hypertiny: op %s is not registered by the resolver (model_ops.h)",
                custom != nullptr ? custom->c_str() : tflite::EnumNameBuiltinOperator(code));
       return HypertinyStatus::kUnregisteredOp;
     }
@@ -91,27 +86,41 @@ HypertinyStatus check_ops(const tflite::Model* model) {
   return HypertinyStatus::kOk;
 }
 
+// The shared name of `op` if it is a VAR_HANDLE, else null.
+const char* var_handle_name(const tflite::Model* model, const tflite::Operator* op) {
+  const auto* options = op->builtin_options_as_VarHandleOptions();
+  if (options == nullptr ||
+      tflite::GetBuiltinCode(model->operator_codes()->Get(op->opcode_index())) != tflite::BuiltinOperator_VAR_HANDLE) {
+    return nullptr;
+  }
+  return options->shared_name() != nullptr ? options->shared_name()->c_str() : "";
+}
+
+// Whether a VAR_HANDLE before operator `index` of subgraph `graph` (in
+// subgraph order) has the shared name `name`.
+bool named_before(const tflite::Model* model, uint32_t graph, uint32_t index, const char* name) {
+  for (uint32_t g = 0; g <= graph; ++g) {
+    const auto* ops = model->subgraphs()->Get(g)->operators();
+    const uint32_t end = g < graph ? (ops != nullptr ? ops->size() : 0) : index;
+    for (uint32_t i = 0; i < end; ++i) {
+      const char* other = var_handle_name(model, ops->Get(i));
+      if (other != nullptr && std::strcmp(other, name) == 0) return true;
+    }
+  }
+  return false;
+}
+
 // Distinct VAR_HANDLE shared names over all subgraphs: the resource
-// variables the model creates (one per generated layer). Stops counting one
-// past what model_ops.h reserves: that is already too many.
+// variables the model creates (one per generated layer). No storage: each
+// name is compared with those before it (a few dozen operators).
 int count_resource_variables(const tflite::Model* model) {
-  const char* names[HYPERTINY_RESOURCE_VARIABLES + 1];
   int count = 0;
-  const auto* codes = model->operator_codes();
-  for (const tflite::SubGraph* subgraph : *model->subgraphs()) {
-    if (subgraph->operators() == nullptr) continue;
-    for (const tflite::Operator* op : *subgraph->operators()) {
-      const auto* options = op->builtin_options_as_VarHandleOptions();
-      if (tflite::GetBuiltinCode(codes->Get(op->opcode_index())) != tflite::BuiltinOperator_VAR_HANDLE ||
-          options == nullptr) {
-        continue;
-      }
-      const char* name = options->shared_name() != nullptr ? options->shared_name()->c_str() : "";
-      bool seen = false;
-      for (int i = 0; i < count && !seen; ++i) seen = std::strcmp(names[i], name) == 0;
-      if (seen) continue;
-      names[count++] = name;
-      if (count > HYPERTINY_RESOURCE_VARIABLES) return count;
+  const auto* subgraphs = model->subgraphs();
+  for (uint32_t g = 0; subgraphs != nullptr && g < subgraphs->size(); ++g) {
+    const auto* ops = subgraphs->Get(g)->operators();
+    for (uint32_t i = 0; ops != nullptr && i < ops->size(); ++i) {
+      const char* name = var_handle_name(model, ops->Get(i));
+      if (name != nullptr && !named_before(model, g, i, name)) ++count;
     }
   }
   return count;
@@ -168,21 +177,21 @@ Registration core_call_once() {
   return registration;
 }
 
-// The resolver the interpreter sees: model_ops.h's, except that CALL_ONCE
-// (registered there with the plain AddCallOnce() every TFLM snapshot has)
-// resolves to the core's kernel above.
+// The resolver the interpreter sees: the sketch's (model_ops.h), except that
+// CALL_ONCE (registered there with the plain AddCallOnce() every TFLM snapshot
+// has) resolves to the core's kernel above.
 class CoreResolver : public tflite::MicroOpResolver {
  public:
   using tflite::MicroOpResolver::FindOp;
 
   const Registration* FindOp(tflite::BuiltinOperator op) const override {
-    const Registration* found = g_resolver.FindOp(op);
+    const Registration* found = g_config.resolver->FindOp(op);
     if (found == nullptr || op != tflite::BuiltinOperator_CALL_ONCE) return found;
     return &call_once_;
   }
-  const Registration* FindOp(const char* op) const override { return g_resolver.FindOp(op); }
+  const Registration* FindOp(const char* op) const override { return g_config.resolver->FindOp(op); }
   tflite::TfLiteBridgeBuiltinParseFunction GetOpDataParser(tflite::BuiltinOperator op) const override {
-    return g_resolver.GetOpDataParser(op);
+    return g_config.resolver->GetOpDataParser(op);
   }
 
  private:
@@ -208,29 +217,30 @@ void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros) {
   g_micros = micros;
 }
 
-HypertinyStatus hypertiny_setup(HypertinyMode mode) {
+HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode) {
   teardown();
-  const tflite::Model* model = tflite::GetModel(g_model);
+  if (config.model == nullptr || config.arena == nullptr || config.resolver == nullptr) {
+    g_config = {};
+    return fail(HypertinyStatus::kConfig);
+  }
+  g_config = config;
+  const tflite::Model* model = tflite::GetModel(config.model);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     log_line("hypertiny: model schema %u, TFLM expects %d", static_cast<unsigned>(model->version()),
              TFLITE_SCHEMA_VERSION);
     return fail(HypertinyStatus::kSchemaVersion);
   }
-  if (!g_ops_registered) {
-    if (hypertiny_register_ops(g_resolver) != kTfLiteOk) return fail(HypertinyStatus::kOpResolver);
-    g_ops_registered = true;
-  }
   const HypertinyStatus ops = check_ops(model);
   if (ops != HypertinyStatus::kOk) return fail(ops);
 
   const int needed = count_resource_variables(model);
-  if (needed > HYPERTINY_RESOURCE_VARIABLES) {
-    log_line("hypertiny: model needs %d resource variables, model_ops.h reserves %d", needed,
-             HYPERTINY_RESOURCE_VARIABLES);
+  if (needed > config.resource_variables) {
+    log_line("hypertiny: model needs %d resource variables, the config (model_ops.h) reserves %d", needed,
+             config.resource_variables);
     return fail(HypertinyStatus::kResourceVariables);
   }
 
-  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_arena, sizeof(g_arena));
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(config.arena, config.arena_bytes);
   if (allocator == nullptr) return fail(HypertinyStatus::kAllocateTensors);
   tflite::MicroResourceVariables* variables = nullptr;
   if (needed > 0) {
@@ -246,7 +256,7 @@ HypertinyStatus hypertiny_setup(HypertinyMode mode) {
       new (g_interpreter_storage) tflite::MicroInterpreter(model, g_core_resolver, allocator, variables, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     log_line("hypertiny: AllocateTensors failed (arena %u bytes, %d resource variables)",
-             static_cast<unsigned>(sizeof(g_arena)), needed);
+             static_cast<unsigned>(config.arena_bytes), needed);
     return fail(HypertinyStatus::kAllocateTensors);
   }
   const TfLiteTensor* input = g_interpreter->input(0);
@@ -273,8 +283,8 @@ HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores) {
   return HypertinyStatus::kOk;
 }
 
-size_t hypertiny_model_bytes() { return g_model_len; }
-size_t hypertiny_arena_bytes() { return sizeof(g_arena); }
+size_t hypertiny_model_bytes() { return g_config.model_bytes; }
+size_t hypertiny_arena_bytes() { return g_config.arena_bytes; }
 size_t hypertiny_arena_used_bytes() { return g_ready ? g_interpreter->arena_used_bytes() : 0; }
 size_t hypertiny_arena_needed_bytes() { return g_ready ? g_interpreter->arena_used_bytes() + 16 : 0; }
 size_t hypertiny_input_bytes() { return g_ready ? g_interpreter->input(0)->bytes : 0; }
@@ -288,6 +298,7 @@ const char* hypertiny_status_name(HypertinyStatus status) {
   switch (status) {
     case HypertinyStatus::kOk: return "ok";
     case HypertinyStatus::kNotSetUp: return "not set up";
+    case HypertinyStatus::kConfig: return "config";
     case HypertinyStatus::kSchemaVersion: return "schema version";
     case HypertinyStatus::kOpResolver: return "op resolver";
     case HypertinyStatus::kUnregisteredOp: return "unregistered op";

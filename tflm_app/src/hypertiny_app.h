@@ -1,7 +1,10 @@
 // HyperTinyPW on TensorFlow Lite Micro: the portable core of tflm_app.
 //
-// One model, compiled in from the files `hypertiny export --arduino` generates
-// next to this one (model_data.h/.cc, model_ops.h, arena_config.h). A `boot`
+// The core of the HyperTinyPW Arduino library (tflm_app/src). It knows no model:
+// the sketch hands it one in a HypertinyConfig, built from the files
+// `hypertiny export --arduino` generates into the sketch folder (model_data.h/.cc:
+// the model; arena_config.h: the arena size; model_ops.h: the op resolver and
+// the resource-variable count). A `boot`
 // model synthesises its pointwise kernels on the device: subgraph 0 starts
 // with CALL_ONCE of an init subgraph that writes them into resource variables.
 // The core runs CALL_ONCE with its own kernel (model_ops.h registers the plain
@@ -11,7 +14,7 @@
 // the synthesis alone. Later invokes only read the variables.
 //
 // C++17, no dynamic allocation (the interpreter lives in static storage, all
-// tensors in a static arena), no exceptions. Not thread-safe.
+// tensors in the sketch's arena), no exceptions. Not thread-safe.
 #ifndef HYPERTINY_APP_H_
 #define HYPERTINY_APP_H_
 
@@ -19,6 +22,7 @@
 #include <cstdint>
 
 namespace tflite {
+class MicroOpResolver;
 class MicroProfilerInterface;
 }  // namespace tflite
 
@@ -31,10 +35,11 @@ enum class HypertinyMode : uint8_t {
 enum class HypertinyStatus : uint8_t {
   kOk,
   kNotSetUp,           // hypertiny_classify() before a successful setup
+  kConfig,             // a null model, arena or resolver in the HypertinyConfig
   kSchemaVersion,      // model flatbuffer has another schema version
   kOpResolver,         // registering the model's operators failed
-  kUnregisteredOp,     // the model uses an op model_ops.h does not register
-  kResourceVariables,  // too few resource variables or none could be created
+  kUnregisteredOp,     // the model uses an op the resolver does not register
+  kResourceVariables,  // more than config.resource_variables, or none could be created
   kAllocateTensors,    // arena too small or a kernel's Prepare failed
   kInputOutput,        // input or output tensor is not int8
   kInvoke,             // a kernel's Eval failed
@@ -52,19 +57,42 @@ void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros);
 // in builds that keep error strings (no -DTF_LITE_STRIP_ERROR_STRINGS).
 void hypertiny_set_profiler(tflite::MicroProfilerInterface* profiler);
 
-// Builds the interpreter (may be called again to start over, e.g. to switch
-// mode). Logs what failed, with the counts involved, before returning it.
-HypertinyStatus hypertiny_setup(HypertinyMode mode);
+// What the sketch hands the core; with the files of `hypertiny export --arduino`:
+//
+//   #include "arena_config.h"
+//   #include "model_data.h"
+//   #include "model_ops.h"
+//   alignas(16) static uint8_t g_arena[HYPERTINY_ARENA_BYTES];
+//   static HypertinyOpResolver g_resolver;  // register once: hypertiny_register_ops(g_resolver)
+//   HypertinyConfig config{g_model, g_model_len, g_arena, sizeof(g_arena), &g_resolver,
+//                          HYPERTINY_RESOURCE_VARIABLES};
+//
+// The core keeps the pointers: all of them must outlive the interpreter.
+struct HypertinyConfig {
+  const unsigned char* model;  // the .tflite flatbuffer, 16-byte aligned (g_model)
+  size_t model_bytes;          // g_model_len
+  uint8_t* arena;              // tensor arena, 16-byte aligned
+  size_t arena_bytes;          // HYPERTINY_ARENA_BYTES
+  // Registers exactly the model's operators, CALL_ONCE with the plain
+  // AddCallOnce() (model_ops.h's hypertiny_register_ops fills one).
+  const tflite::MicroOpResolver* resolver;
+  int resource_variables;      // most the model may create (HYPERTINY_RESOURCE_VARIABLES)
+};
+
+// Builds the interpreter for `config` (may be called again to start over,
+// e.g. to switch mode). Logs what failed, with the counts involved, before
+// returning it.
+HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode);
 
 // Runs one window: `window` holds hypertiny_input_bytes() int8 values in the
 // model's input quantization, `scores` receives hypertiny_output_bytes().
 HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores);
 
 // Figures, valid after a successful setup.
-size_t hypertiny_model_bytes();       // bytes of the compiled-in model
-size_t hypertiny_arena_bytes();       // bytes of the static arena
+size_t hypertiny_model_bytes();       // bytes of the model (config.model_bytes)
+size_t hypertiny_arena_bytes();       // bytes of the arena (config.arena_bytes)
 size_t hypertiny_arena_used_bytes();  // bytes of it the interpreter used
-// Smallest HYPERTINY_ARENA_BYTES that is known to work for this model on this
+// Smallest arena that is known to work for this model on this
 // target: used + 16 (TFLM's rule; the tail of the arena is aligned, so an
 // arena of exactly the used bytes can fail).
 size_t hypertiny_arena_needed_bytes();

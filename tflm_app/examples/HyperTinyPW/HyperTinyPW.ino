@@ -2,6 +2,21 @@
 // `hypertiny export --arduino` wrote into this folder, first on the
 // compiled-in test windows, then on windows sent over Serial.
 //
+// Needs two Arduino libraries installed (tflm_app/README.md of hypertiny-keras):
+//   - HyperTinyPW (this example's library, the portable core):
+//       hypertiny arduino-library --out ~/Arduino/libraries/HyperTinyPW
+//     (or --zip HyperTinyPW.zip, then Sketch > Include Library > Add .ZIP Library);
+//   - a TensorFlow Lite Micro library, the one tflm_library.h names (default
+//     Chirale_TensorFLowLite: Library Manager, search "Chirale").
+//
+// The model is not part of the library: this sketch compiles only in a
+// folder made by
+//   hypertiny export --arduino <folder> MODEL.tflite --windows WINDOWS.npz
+// which writes the generated headers (model_data.h/.cc, model_ops.h,
+// arena_config.h, test_vectors.h, tflm_library.h) and a copy of this file
+// named after the folder. Opened from File > Examples, it stops with the
+// #error below.
+//
 // Serial protocol (115200 baud, lines end with '\n'; '\r' is ignored):
 //   host -> board  "W v0 v1 ... vN-1"  one window: N = input bytes int8
 //                                       values (already quantized), separated
@@ -11,11 +26,23 @@
 //   board -> host  "R <class> <s0> ... <sK-1> <us>"  predicted class (argmax),
 //                                       the K int8 scores, microseconds
 //                  "E <message>"       the line was not understood
+#if !__has_include("model_data.h")
+#error "HyperTinyPW: no model here. Run `hypertiny export --arduino <sketch folder> MODEL.tflite` and open the sketch it writes (see the top of this file)."
+#else
 #include "tflm_library.h"  // the TFLM Arduino library's header (export --library): the IDE then builds it
 
-#include "hypertiny_app.h"
+#include <HyperTinyPW.h>  // the HyperTinyPW library: the IDE then builds it
+
+#include "arena_config.h"
+#include "model_data.h"
+#include "model_ops.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "test_vectors.h"
+
+// The tensor arena and the op resolver of exactly the model's operators
+// (model_ops.h), handed to the library's core with the model.
+alignas(16) static uint8_t g_arena[HYPERTINY_ARENA_BYTES];
+static HypertinyOpResolver g_resolver;
 
 // BOOT: weight synthesis during setup. kLazy: the first inference pays it.
 static const HypertinyMode kMode = HypertinyMode::kBoot;
@@ -168,7 +195,13 @@ void setup() {
   }  // wait for the Serial Monitor so that nothing is missed
   hypertiny_set_platform(platform_log, platform_micros);
   Serial.println("HyperTinyPW on TensorFlow Lite Micro");
-  const HypertinyStatus status = hypertiny_setup(kMode);
+  HypertinyStatus status = hypertiny_register_ops(g_resolver) == kTfLiteOk ? HypertinyStatus::kOk
+                                                                            : HypertinyStatus::kOpResolver;
+  if (status == HypertinyStatus::kOk) {
+    const HypertinyConfig config = {g_model, g_model_len, g_arena, sizeof(g_arena), &g_resolver,
+                                    HYPERTINY_RESOURCE_VARIABLES};
+    status = hypertiny_setup(config, kMode);
+  }
   if (status != HypertinyStatus::kOk) {
     Serial.print("setup failed: ");
     Serial.println(hypertiny_status_name(status));
@@ -189,3 +222,4 @@ void setup() {
 }
 
 void loop() { read_serial(); }
+#endif  // __has_include("model_data.h")
