@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from hypertiny_keras import HyperPointwise, PointwiseGenerator, freeze, kernel_generators
+from hypertiny_keras.layers import is_functional, require_functional
 from hypertiny_keras.transforms.accounting import byte_table
 
 
@@ -264,3 +265,37 @@ def test_summary_shows_the_shared_generator_once_in_a_row_of_its_own(tmp_path, m
 def _saved_and_loaded(model, tmp_path):
     model.save(tmp_path / "summary.keras")
     return keras.saving.load_model(tmp_path / "summary.keras")
+
+
+class _Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pw = HyperPointwise(4, PointwiseGenerator(3, 6), name="pw")
+
+    def call(self, x):
+        return self.pw(x)
+
+
+def test_require_functional_refuses_subclassed_models_nested_ones_included():
+    subclassed = _Subclassed(name="sub")
+    subclassed(np.zeros((1, 8, 3), "float32"))
+    inputs = keras.Input((8, 3))
+    nested = keras.Model(inputs, subclassed(inputs), name="outer")
+    sequential = keras.Sequential([keras.layers.Dense(2)])  # unbuilt: no inputs yet, still Sequential
+    assert is_functional(_model()) and is_functional(sequential) and not is_functional(subclassed)
+    require_functional(_model(), "check")
+    for model in (subclassed, nested):
+        with pytest.raises(ValueError, match=r"freeze: 'sub' is a subclassed model \(_Subclassed\)"):
+            freeze(model)
+    with pytest.raises(KeyError, match="'sub' is a subclassed"):
+        require_functional(nested, "check", KeyError)
+
+
+def test_shared_state_lives_on_the_generator_of_each_model():
+    first, second = _shared_model("lowrank_shared"), _shared_model("lowrank_shared")
+    # Two models of the same architecture: each generator shares its own banks, none leaks into the other.
+    assert first.get_layer("pw3").bank is first.get_layer("pw2").bank
+    assert second.get_layer("pw3").bank is second.get_layer("pw2").bank
+    assert second.get_layer("pw2").bank is not first.get_layer("pw2").bank and second.get_layer("pw2").owns_factors
+    generator = first.get_layer("pw2").generator
+    assert generator.is_first_reader(first.get_layer("pw2")) and not generator.is_first_reader(first.get_layer("pw3"))
