@@ -4,7 +4,8 @@ Trains the quickstart twice (seed 0): with the converter's per-channel
 classifier weights and with `dense_per_tensor=True`, exports boot and frozen
 sketches of each, and runs them with `hypertiny emulate`: against today's
 tflite-micro (`--sources`) and against each `--libraries` folder (an
-installed Arduino library, e.g. ~/Arduino/libraries/Chirale_TensorFlowLite).
+installed Arduino library, e.g. ~/Arduino/libraries/Chirale_TensorFLowLite, the
+Library Manager's folder).
 Test vectors are the TFLM Python wheel's outputs, so a library whose TFLM
 computes differently shows it here.
 
@@ -48,9 +49,9 @@ def _failed_scores(result: dict) -> dict[str, str]:
 def _runs(build: pathlib.Path, work: pathlib.Path) -> list[dict]:
     import numpy as np
 
-    from hypertiny_keras.device.emulator import emulate
-    from hypertiny_keras.device.arduino import export_arduino
     from hypertiny_keras.cli.quickstart import run_quickstart
+    from hypertiny_keras.device.arduino import export_arduino
+    from hypertiny_keras.device.emulator import emulate
 
     targets = [("tflite-micro 90b983c2 (--sources)", {"sources": FLAGS.sources})]
     targets += [(pathlib.Path(d).name, {"arduino_library": d}) for d in FLAGS.libraries]

@@ -1,9 +1,14 @@
 """Quickstart figures: bytes by role, arena, accuracy and host invoke-time ratio of the frozen and boot files.
 
-Runs `hypertiny_keras.cli.quickstart.run_quickstart` and writes
-`benchmarks/results/quickstart.{json,md,png}`.
+Runs `hypertiny_keras.cli.quickstart.run_quickstart` with its defaults
+(per-tensor FULLY_CONNECTED weight scales, what every TFLM runs) and once more
+with per-channel ones (`dense_per_tensor=False`, TFLM 2024-09 or newer), and
+writes `benchmarks/results/quickstart.{json,md,png}`; the tables are the
+default's, the per-channel run gives what that choice buys.
 
-    .venv/bin/python benchmarks/quickstart.py
+    .venv/bin/python benchmarks/quickstart.py [--keep DIR]
+
+`--keep DIR` keeps the default run's files in DIR (DIR/per_channel the other's).
 """
 from __future__ import annotations
 
@@ -16,7 +21,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
 import numpy as np  # noqa: E402
 
 from hypertiny_keras.cli.quickstart import run_quickstart  # noqa: E402
@@ -36,7 +40,8 @@ def _markdown(report: dict) -> str:
         f"Command: `{COMMAND}` (seed {report['seed']}, {report['epochs']} epochs, synthetic ECG beats "
         f"from `hypertiny_keras.data.synthetic`, {report['data']['test']} test windows). "
         "Arena figures come from the 64-bit host build of TFLM (`tflite-micro` wheel); a 32-bit MCU needs less. "
-        "Device figures (instructions, 32-bit arena) of the same models are in `device.md`.",
+        "Device figures (instructions, 32-bit arena): `arduino_libraries.md` for these per-tensor files, "
+        "`device.md` for the per-channel ones (`--dense-per-channel`).",
         "",
         "| bytes | frozen | boot |",
         "|---|---:|---:|",
@@ -54,10 +59,21 @@ def _markdown(report: dict) -> str:
         f"Quickstart wall time (training, two exports with verification, TFLM/LiteRT test runs): "
         f"{report['wall_time_s']:.0f} s, after TensorFlow's import.",
         "",
-        "| accuracy (test) | value |",
-        "|---|---:|",
+        "| accuracy (test) | per-tensor FC scales (default) | per-channel FC scales |",
+        "|---|---:|---:|",
     ]
-    lines += [f"| {k} | {v:.4f} |" for k, v in report["accuracy"].items()]
+    other = report.get("per_channel", {})
+    lines += [f"| {k} | {v:.4f} | {other.get('accuracy', {}).get(k, float('nan')):.4f} |"
+              for k, v in report["accuracy"].items()]
+    if other:
+        lines += [
+            "",
+            f"Per-channel FULLY_CONNECTED weight scales (`--dense-per-channel`, the converter's choice; TFLM "
+            "2024-09 or newer, not the Arduino libraries' 2023 snapshots): files of "
+            f"{other['file_bytes']['frozen']:,} / "
+            f"{other['file_bytes']['boot']:,} B (frozen / boot) against {frozen['file_bytes']:,} / "
+            f"{boot['file_bytes']:,} B, same seed and training.",
+        ]
     checks = report["test_set_checks"]
     packed = report["packed_bytes"]
     lines += [
@@ -94,8 +110,15 @@ def _plot(report: dict, path: pathlib.Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as out:
+    keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
+    with tempfile.TemporaryDirectory() as scratch:
+        out = keep or scratch
         report = run_quickstart(out, verbose=0)
+        per_channel = run_quickstart(str(pathlib.Path(out) / "per_channel"), verbose=0, dense_per_tensor=False)
+        report["per_channel"] = {
+            "accuracy": per_channel["accuracy"],
+            "file_bytes": {m: e["file_bytes"] for m, e in per_channel["exports"].items()},
+        }
         with np.load(pathlib.Path(out) / "test_windows.npz") as saved:
             windows = saved["windows"]
         files = [pathlib.Path(out) / f"model_{m}_int8.tflite" for m in ("boot", "frozen")]

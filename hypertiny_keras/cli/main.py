@@ -13,8 +13,8 @@ import pathlib
 import sys
 import traceback
 
-from hypertiny_keras.utils import quiet
 from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+from hypertiny_keras.utils import quiet
 
 #: Longest error message printed without `-v`, in characters.
 MAX_ERROR_CHARS = 600
@@ -117,7 +117,8 @@ def _export_arduino(args) -> None:
                             library=args.library)
     print(json.dumps(result, indent=2))
     # What a person needs next; stdout stays the JSON report.
-    lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; to build it, install these Arduino libraries:"]
+    lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; "
+             "to build it, install these Arduino libraries:"]
     lines += [f"  {name}: {how}" for name, how in result["requires"].items()]
     if result["removed"]:
         lines.append(f"  (removed {', '.join(result['removed'])}: an earlier export's copy of the library's core)")
@@ -209,10 +210,8 @@ def _compress(args) -> None:
 
 def _inspect(args) -> None:
     data = _existing_file(args.file).read_bytes()
-    from hypertiny_keras.device.boards import format_inspection
+    from hypertiny_keras.device.boards import format_inspection, get_board, plot_budget
     from hypertiny_keras.tflite.inspect import inspect_tflite  # no Keras, no TensorFlow
-
-    from hypertiny_keras.device.boards import get_board, plot_budget
 
     if args.board is not None:
         get_board(args.board)  # an unknown name fails before any work
@@ -329,8 +328,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--kernels", choices=("cmsis", "reference"), default="cmsis")
     m.add_argument(
         "--arduino-library", metavar="DIR",
-        help="build against this installed Arduino TFLM library (e.g. ~/Arduino/libraries/Chirale_TensorFlowLite) "
-        "instead of --sources; CMSIS-NN kernels only",
+        help="build against this installed Arduino TFLM library (e.g. ~/Arduino/libraries/Chirale_TensorFLowLite, "
+        "the Library Manager's folder) instead of --sources; CMSIS-NN kernels only",
     )
     m.add_argument("--build", help="build folder, kept and reused (default: a temporary one)")
     m.add_argument("--jobs", type=int, help="parallel compile jobs (default: all CPUs)")

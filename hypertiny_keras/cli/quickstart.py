@@ -15,12 +15,12 @@ import time
 import keras
 import numpy as np
 
-from hypertiny_keras.transforms.accounting import byte_table
 from hypertiny_keras.data.synthetic import CLASS_NAMES, make_beats
-from hypertiny_keras.export import export_tflite
-from hypertiny_keras.utils.fileio import atomic_write
-from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
 from hypertiny_keras.device.runtime import predict
+from hypertiny_keras.export import export_tflite
+from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
+from hypertiny_keras.transforms.accounting import byte_table
+from hypertiny_keras.utils.fileio import atomic_write
 
 WINDOW = 256  # samples at 128 Hz = 2 s
 

@@ -34,16 +34,15 @@ import tempfile
 import zipfile
 
 import numpy as np
-
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hypertiny_keras.device import sources
 from hypertiny_keras.device.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, ArduinoLibrary, library_header
 from hypertiny_keras.device.arduino_libraries import get as get_library
 from hypertiny_keras.device.boards import get_board
+from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
 from hypertiny_keras.tflite.flatbuffer import BUFFER_ALIGNMENT, TYPE_NAMES, builtin_code, op_names, read_model
 from hypertiny_keras.tflite.inspect import inspect_tflite
-from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
 from hypertiny_keras.utils.fileio import atomic_write_all
 
 #: Operators the core can register: TFLite builtin name -> method of
@@ -162,7 +161,7 @@ def _supported_ops(model: schema.ModelT) -> list[str]:
         found = "; ".join(f"{name} (subgraph {', '.join(map(str, sg))})" for name, sg in sorted(missing.items()))
         raise ValueError(
             f"the tflm_app core cannot register these operators: {found}. Supported: "
-            f"{', '.join(sorted(RESOLVER_METHODS))} (RESOLVER_METHODS in hypertiny_keras/export/arduino.py)"
+            f"{', '.join(sorted(RESOLVER_METHODS))} (RESOLVER_METHODS in hypertiny_keras/device/arduino.py)"
         )
     return sorted({name for names in per_subgraph for name in names})
 

@@ -92,8 +92,8 @@ def arduino_library_root(library: str | os.PathLike) -> dict[str, str]:
     """Makefile variables for building against an Arduino TFLM library folder.
 
     The folder is what the Arduino IDE installs (e.g. `~/Arduino/libraries/
-    Chirale_TensorFlowLite`): `src/tensorflow/lite/micro` and the third-party
-    checkouts in `src/third_party`.
+    Chirale_TensorFLowLite`, the Library Manager's folder name):
+    `src/tensorflow/lite/micro` and the third-party checkouts in `src/third_party`.
 
     Raises:
         EmulatorError: the folder is not such a library.

@@ -175,8 +175,9 @@ def io_quantization(model: bytes, name: str | None = None) -> tuple[Quantization
     Raises:
         ValueError: if `model` is not a readable `.tflite` file.
     """
-    from hypertiny_keras.tflite.flatbuffer import read_model
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from hypertiny_keras.tflite.flatbuffer import read_model
 
     name = name or f"the model ({len(model):,} bytes)"
     flat = read_model(model, name)

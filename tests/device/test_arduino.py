@@ -17,14 +17,14 @@ import pytest
 from tflite_micro.python.tflite_micro.runtime import count_resource_variables
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.export import export_tflite
-from hypertiny_keras.tflite.inspect import inspect_tflite
-from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
 from hypertiny_keras.device import sources
 from hypertiny_keras.device.arduino import CORTEX_M_ARENA_FACTOR, RESOLVER_METHODS, export_arduino
-from hypertiny_keras.tflite.flatbuffer import builtin_code, op_names, read_model, write_model
-from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
+from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
 from hypertiny_keras.device.runtime import io_quantization, run_tflm
+from hypertiny_keras.export import export_tflite
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
+from hypertiny_keras.tflite.flatbuffer import builtin_code, op_names, read_model, write_model
+from hypertiny_keras.tflite.inspect import inspect_tflite
 
 TFLM_APP = sources.tflm_app()  # through importlib.resources, as an installed wheel finds it
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2] / "tflm_app"
@@ -238,10 +238,14 @@ def test_library_layout_in_the_package_and_the_checkout():
         assert (TFLM_APP / name).is_file(), name
     properties = _properties(TFLM_APP / "library.properties")
     assert properties["name"] == "HyperTinyPW" == json.loads((TFLM_APP / "library.json").read_text())["name"]
-    assert properties["version"] == sources.library_version() == json.loads((TFLM_APP / "library.json").read_text())["version"]
+    manifest = json.loads((TFLM_APP / "library.json").read_text())
+    assert properties["version"] == sources.library_version() == manifest["version"]
     assert properties["category"] == "Data Processing" and properties["includes"] == "HyperTinyPW.h"
     assert {"sentence", "paragraph", "author", "maintainer", "url", "architectures", "depends"} <= set(properties)
     assert properties["depends"] == "Chirale_TensorFLowLite"  # the Library Manager's (registered) name
+    package = configparser.ConfigParser()
+    package.read(CHECKOUT.parent / "setup.cfg")
+    assert properties["version"] == package["metadata"]["version"]  # the library's version follows the package's
     # The core knows no model: none of the sketch's generated headers is included by src/.
     for path in (TFLM_APP / "src").iterdir():
         included = set(re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M))
@@ -267,12 +271,14 @@ def test_cli_arduino_library_writes_the_folder_and_the_zip(tmp_path):
     assert str(out) in done.stdout and "Add .ZIP Library" in done.stdout
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == sorted(sources.LIBRARY_FILES)
-    assert {"library.properties", "library.json", "src/hypertiny_app.cc", "examples/HyperTinyPW/HyperTinyPW.ino"} <= set(written)
+    assert {"library.properties", "library.json", "src/hypertiny_app.cc",
+            "examples/HyperTinyPW/HyperTinyPW.ino"} <= set(written)
     assert _properties(out / "library.properties")["name"] == "HyperTinyPW"
     assert json.loads((out / "library.json").read_text())["examples"] == ["examples/HyperTinyPW/HyperTinyPW.ino"]
     example = (out / "examples" / "HyperTinyPW" / "HyperTinyPW.ino").read_text()
     # Without generated headers the example stops with a message saying how to make them.
-    assert '__has_include("model_data.h")' in example and "#error" in example and "hypertiny export --arduino" in example
+    assert '__has_include("model_data.h")' in example and "#error" in example
+    assert "hypertiny export --arduino" in example
     for name in sources.LIBRARY_FILES:
         assert (out / name).read_bytes() == (TFLM_APP / name).read_bytes()
     with zipfile.ZipFile(archive) as zipped:

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import hypertiny_keras as ht
-from hypertiny_keras.device.boards import BOARDS, flash_split, get_board
-from hypertiny_keras.device.boards import format_inspection
-from hypertiny_keras.tflite.inspect import inspect_tflite
+from hypertiny_keras.device.boards import BOARDS, flash_split, format_inspection, get_board
 from hypertiny_keras.models import ds_cnn
+from hypertiny_keras.tflite.inspect import inspect_tflite
 
 X = np.random.default_rng(0).normal(size=(48, 49, 10)).astype("float32")
 
@@ -96,3 +95,18 @@ def test_cli_inspect_board_and_plot(exported, tmp_path):
     as_json = json.loads(subprocess.run([sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path), "--json"],
                                         capture_output=True, text=True, timeout=120).stdout)
     assert as_json["macs"]["steady"] == report.macs["steady"]
+
+
+def test_plot_budget_leaves_the_users_backend_and_figures_alone(exported, tmp_path):
+    """A notebook's backend is never switched, nor its pyplot figures touched."""
+    _, _, path = exported
+    code = (
+        "import sys, matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; plt.figure()\n"
+        "from hypertiny_keras.device.boards import plot_budget; from hypertiny_keras.tflite.inspect import inspect_tflite\n"
+        "plot_budget(inspect_tflite(open(sys.argv[1], 'rb').read()), sys.argv[2], arena_bytes=12000)\n"
+        "print(matplotlib.get_backend(), plt.get_fignums())"
+    )
+    png = tmp_path / "budget.png"
+    run = subprocess.run([sys.executable, "-c", code, str(path), str(png)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["svg", "[1]"] and png.read_bytes()[:4] == b"\x89PNG"

@@ -18,8 +18,8 @@ import sys
 import pytest
 
 from hypertiny_keras.device import emulator, sources
-from hypertiny_keras.device.emulator import EmulatorError, emulate, parse_log, summarize
 from hypertiny_keras.device.arduino import RESOLVER_METHODS
+from hypertiny_keras.device.emulator import EmulatorError, emulate, parse_log, summarize
 
 MAKEFILE = sources.emulator_dir() / "Makefile"
 LOGS = pathlib.Path(__file__).parents[1] / "fixtures" / "emulator"
@@ -177,9 +177,10 @@ def test_cli_emulate_error_is_one_line(tmp_path):
     reason=f"needs {emulator.SOURCES_ENV} and the Cortex-M tools (not in CI)",
 )
 def test_emulated_board_matches_the_python_wheel_and_sets_the_arena(tmp_path):
-    from hypertiny_keras.device.arduino import MEASURED_ARENA_MARGIN, export_arduino
-    from hypertiny_keras.cli.quickstart import run_quickstart
     import numpy as np
+
+    from hypertiny_keras.cli.quickstart import run_quickstart
+    from hypertiny_keras.device.arduino import MEASURED_ARENA_MARGIN, export_arduino
 
     out = tmp_path / "qs"
     run_quickstart(str(out), epochs=1, beats=600)
