@@ -88,7 +88,7 @@ def _figure(result: dict | None, metric: str, source: str = "float") -> str:
 
 
 def _size(result: dict | None) -> str:
-    return kb(flashkb(result)) if result else ""
+    return kb(flash_kb(result)) if result else ""
 
 
 def write_index(root: str | pathlib.Path) -> pathlib.Path:

@@ -21,7 +21,7 @@ def mean_std(summary: dict) -> str:
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
-def flashkb(result: dict) -> float:
+def flash_kb(result: dict) -> float:
     return result["summary"]["flash_bytes"]["mean"] / 1000
 
 
@@ -52,7 +52,7 @@ def _main_table(results: list[dict]) -> list[str]:
     for r in results:
         s = r["summary"]
         lines.append(
-            f"| {r['model']} | {kb(flashkb(r))} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
+            f"| {r['model']} | {kb(flash_kb(r))} | {s['tflite_bytes'].get('mean', 0):,.0f} | "
             f"{s['arena_bytes'].get('mean', 0):,.0f} | {mean_std(_primary(r))} | "
             f"{mean_std(_primary(r, 'int8_tflm'))} | {mean_std(s['float'].get('roc_auc', {}))} | "
             f"{mean_std(s['float'].get('accuracy', {}))} | {len(r['seeds'])} |"
@@ -64,12 +64,12 @@ def _compression_table(results: list[dict]) -> list[str]:
     teacher = next((r for r in results if r["model"] == TEACHER), None)
     if teacher is None or not _primary(teacher):
         return ["(no RegularCNN result: compression vs the teacher not computed)"]
-    f1_teacher, kb_teacher = _primary(teacher)["mean"], flashkb(teacher)
+    f1_teacher, kb_teacher = _primary(teacher)["mean"], flash_kb(teacher)
     lines = ["| model | compression vs RegularCNN | bytes saved | macro-F1 retention |", "|---|---:|---:|---:|"]
     for r in results:
         if r["model"] == TEACHER or not _primary(r):
             continue
-        kb = flashkb(r)
+        kb = flash_kb(r)
         lines.append(
             f"| {r['model']} | {kb_teacher / kb:.2f}x | {100 * (1 - kb / kb_teacher):.1f}% | "
             f"{100 * _primary(r)['mean'] / f1_teacher:.1f}% |"
@@ -94,7 +94,7 @@ def _ablation_tables(results: list[dict]) -> list[str]:
         if name in by_name and base in by_name:
             a, b = by_name[name], by_name[base]
             lines.append(f"| {label} | {mean_std(_primary(a))} | {mean_std(_primary(b))} | "
-                         f"{flashkb(a):.1f} | {flashkb(b):.1f} |")
+                         f"{flash_kb(a):.1f} | {flash_kb(b):.1f} |")
     lines += ["", "Post-training packing of generator, heads and codes (no QAT):", "",
               "| model | bits | macro-F1 | packed kB |", "|---|---:|---:|---:|"]
     for r in results:
@@ -113,10 +113,10 @@ def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
         primary = _primary(r)
         if not primary:
             continue
-        ax.errorbar(flashkb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
-        size = round(flashkb(r), 1)
+        ax.errorbar(flash_kb(r), primary["mean"], yerr=primary["std"], fmt="o", capsize=3)
+        size = round(flash_kb(r), 1)
         stacked = same_size[size] = same_size.get(size, -1) + 1
-        ax.annotate(r["model"], (flashkb(r), primary["mean"]), fontsize=7, xytext=(4, 4 - 9 * stacked),
+        ax.annotate(r["model"], (flash_kb(r), primary["mean"]), fontsize=7, xytext=(4, 4 - 9 * stacked),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("flash, kB (packed, Eq. 6; ternary at 2 bits)")
@@ -130,7 +130,7 @@ def _pareto_plot(results: list[dict], path: pathlib.Path, title: str) -> None:
 def _budget_plot(results: list[dict], path: pathlib.Path, title: str) -> list[str]:
     best = []
     for budget in BUDGETS_KB:
-        fitting = [r for r in results if flashkb(r) <= budget and _primary(r)]
+        fitting = [r for r in results if flash_kb(r) <= budget and _primary(r)]
         winner = max(fitting, key=lambda r: _primary(r)["mean"], default=None)
         best.append((budget, winner))
     fig = Figure(figsize=(6, 3.5))
