@@ -82,7 +82,8 @@ def test_start_up_imports_neither_tensorflow_nor_keras():
     """`hypertiny --help` and argument errors answer without importing TensorFlow (8-24 s before)."""
     script = pathlib.Path(sys.executable).with_name("hypertiny")  # the console script, as installed
     command = [str(script)] if script.exists() else HYPERTINY
-    for args, status in ((["--help"], 0), (["export", "--help"], 0), (["export"], 2), (["inspect"], 2)):
+    for args, status in ((["--help"], 0), (["export", "--help"], 0), (["export"], 2), (["inspect"], 2),
+                         (["arduino-library"], 2)):
         start = time.perf_counter()
         result = subprocess.run(
             [*command, *args], capture_output=True, text=True, timeout=120,
