@@ -361,3 +361,19 @@ def test_look_up_table_weights_register_decode_and_are_refused_without_it(export
     export_arduino(str(lut), str(tmp_path / "Modern"), library="tflite-micro")
     ops = (tmp_path / "Modern" / "model_ops.h").read_text()
     assert "resolver.AddDecode()" in ops and "TFLM_DECODE" in ops
+
+
+def test_missing_device_sources_give_one_clear_error(tmp_path, monkeypatch):
+    """A wheel without its package data: one line naming what is missing and how to fix it."""
+    (tmp_path / "tflm_app" / "src").mkdir(parents=True)
+    (tmp_path / "tflm_app" / "library.properties").write_text("name=HyperTinyPW\n")
+    monkeypatch.setattr(sources.importlib.resources, "files", lambda package: tmp_path)
+    sources.tflm_app.cache_clear()
+    try:
+        with pytest.raises(sources.DeviceSourcesError, match=r"lacks library\.json, README\.md, .*reinstall") as error:
+            sources.example_sketch()
+        assert "\n" not in str(error.value)
+    finally:
+        monkeypatch.undo()
+        sources.tflm_app.cache_clear()
+    assert sources.tflm_app() == TFLM_APP
