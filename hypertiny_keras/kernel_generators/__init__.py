@@ -18,6 +18,7 @@ generators registered after import.
 """
 from hypertiny_keras.kernel_generators.base import (
     KernelGenerator,
+    KernelGeneratorLike,
     LinearHead,
     factor_std,
     get,
@@ -40,6 +41,7 @@ __all__ = [
     "FactorProduct",
     "FactorizedHead",
     "KernelGenerator",
+    "KernelGeneratorLike",
     "Kronecker",
     "KroneckerShared",
     "LinearHead",

@@ -85,7 +85,7 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def get(identifier) -> "KernelGenerator":
+def get(identifier: KernelGeneratorLike) -> "KernelGenerator":
     """A kernel generator from a registered name, a `serialize` result, or an instance.
 
     Raises:
@@ -106,7 +106,7 @@ def get(identifier) -> "KernelGenerator":
         raise ValueError(f"bad config for kernel generator {name!r}: {error}") from None
 
 
-def with_rank(identifier, rank: int | None) -> "KernelGenerator":
+def with_rank(identifier: KernelGeneratorLike, rank: int | None) -> "KernelGenerator":
     """`get(identifier)`, with its own `rank` setting replaced by `rank` when it has one and `rank` is set.
 
     Model builders take one `rank` argument: the shared basis's rank for
@@ -248,6 +248,10 @@ class KernelGenerator:
 
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.get_config().items()))))
+
+
+#: What `head=` arguments accept: a registered name, a `serialize` config, or an instance.
+KernelGeneratorLike = str | dict | KernelGenerator
 
 
 class LinearHead(KernelGenerator):

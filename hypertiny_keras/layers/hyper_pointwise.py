@@ -73,7 +73,7 @@ class HyperPointwise(keras.layers.Layer):
         self,
         filters: int,
         generator: PointwiseGenerator | None,
-        head: str = "dense",
+        head: kernel_generators.KernelGeneratorLike = "dense",
         activation=None,
         use_bias: bool = True,
         code_initializer="random_normal_unit",

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import keras
 
+from hypertiny_keras import kernel_generators
+
 
 def ds_cnn(
     input_shape: Sequence[int],
@@ -12,7 +14,7 @@ def ds_cnn(
     width: int = 64,
     blocks: int = 4,
     generated: bool = True,
-    head="dense",
+    head: kernel_generators.KernelGeneratorLike = "dense",
     rank: int | None = None,
     code_dim: int = 4,
     hidden_dim: int = 16,

@@ -76,7 +76,7 @@ def hypertiny_pw(
     downsample_blocks: int = 2,
     code_dim: int = 4,
     hidden_dim: int = 16,
-    head: str = "dense",
+    head: kernel_generators.KernelGeneratorLike = "dense",
     rank: int | None = None,
     norm: str = "batch",
     name: str = "hypertiny_pw",

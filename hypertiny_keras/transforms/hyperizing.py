@@ -123,7 +123,7 @@ def hyperize(
     model: keras.Model,
     layers: Sequence[str] | None = None,
     generator: PointwiseGenerator | None = None,
-    head="dense",
+    head: kernel_generators.KernelGeneratorLike = "dense",
     keep_first: bool = True,
     fit: str | None = "kernels",
     rank: int | None = None,
