@@ -1,10 +1,12 @@
 """Fuzz the export over many random architectures and count outcomes by class.
 
 Each architecture (`hypertiny_keras.testing.fuzzing.random_architecture`, seeded
-from `--seed`) is exported with boot synthesis; the outcome is `exported`
-(boot == frozen bit for bit in TFLM, frozen TFLM vs LiteRT within 1 step,
-checked by the export itself), `refused` (a clear error before anything was
-written, by reason) or `broken` (any other outcome: a broken promise).
+from `--seed`, its kernel generator drawn from every registered kind) is
+exported with boot and with frozen synthesis (`check_export`); the outcome is
+`exported` (boot == frozen bit for bit in TFLM, both files written; TFLM vs
+LiteRT within 1 step on the main graph), `refused` (a clear error before
+anything was written, by reason) or `broken` (any other outcome: a broken
+promise).
 Writes `benchmarks/results/<name>.{json,md}` (default `fuzz`).
 
     .venv/bin/python benchmarks/fuzz.py --count 2000
@@ -23,7 +25,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hypertiny_keras.testing.fuzzing import HEADS, check_export, random_architecture
+from hypertiny_keras.testing.fuzzing import check_export, kinds, random_architecture
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -39,13 +41,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="architectures to try")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes (the outcomes do not depend on it)")
-    parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated kernel generators drawn from")
+    parser.add_argument("--heads", default=",".join(kinds()), help="comma-separated kernel generators drawn from")
     parser.add_argument("--name", default="fuzz", help="base name of the written files")
     args = parser.parse_args()
     heads = tuple(args.heads.split(","))
-    unknown = sorted(set(heads) - set(HEADS))
+    unknown = sorted(set(heads) - set(kinds()))
     if unknown:
-        parser.error(f"unknown heads {unknown}; choose from {list(HEADS)}")
+        parser.error(f"unknown heads {unknown}; choose from {list(kinds())}")
     rng = np.random.default_rng(args.seed)
     architectures = [random_architecture(rng, heads) for _ in range(args.count)]  # drawn up front: same set for any --workers
     outcomes, reasons, broken = collections.Counter(), collections.Counter(), []
@@ -77,7 +79,8 @@ def main() -> None:
         "factorized: its basis's), "
         "bias on/off, relu/relu6/tanh/none, generator relu/relu6/linear, BatchNorm after generated layers, "
         "residual Add, Functional/Sequential/nested sub-model; Glorot weights and random BatchNorm statistics. "
-        "Each model is exported with boot synthesis and 32 verification samples.",
+        "Each model is exported with boot and with frozen synthesis (32 verification samples each) and the two "
+        "files are compared bit for bit in TFLM.",
         "",
         "| outcome | models |",
         "|---|---:|",

@@ -2,31 +2,38 @@
 
 The pipeline, one module per stage: `analyze` (every input problem, before
 conversion) -> `convert` (the TFLite converter) -> `rewrite` (the init
-subgraph of a boot file) -> `verify` (TFLM as the reference, LiteRT on the
-main graph) -> `write` (model and report, both or neither); `export_tflite`
-runs them in order.
+subgraph of a boot file, the frozen equivalent where it is the frozen
+file) -> `shrink` (flatbuffer diet, names stripped) -> `verify` (TFLM as
+the reference, LiteRT on the main graph) -> `write` (model and report, both
+or neither); `export_tflite` runs them in order with one `ExportOptions`.
+The rewrite's parts: `init_subgraph` (`add_init_subgraph`), `emitter`
+(the API kernel generators emit their steps through), `solver` (integer
+heads), `model_writer` (flatbuffer appends), `conv_matching`, `equivalent`
+(`frozen_equivalent`), `fixed_point` (TFLM's arithmetic). Errors live in
+`errors`, the report in `report`.
 
-Names are imported on first use (PEP 562): `hypertiny inspect` reads a file
-through `export.inspect` without importing Keras or TensorFlow. The stage
-functions named like their modules are reached through them
-(`export.analyze.analyze`, `export.convert.convert`, `export.verify.verify`).
+Names are imported on first use (PEP 562): importing the package imports
+neither Keras nor TensorFlow. The stage functions named like their modules
+are reached through them (`export.analyze.analyze`, `export.convert.convert`, `export.verify.verify`,
+`export.rewrite.rewrite`, `export.shrink.shrink`).
 """
 import importlib as _importlib
 
 #: Public name -> the stage module it is defined in.
 _LAZY = {
-    "SYNTHESIS_MODES": "analyze",
-    "ExportError": "analyze",
+    "SYNTHESIS_MODES": "options",
+    "ExportOptions": "options",
+    "ExportError": "errors",
+    "BootExportError": "errors",
+    "ExportVerificationError": "errors",
     "ExportPlan": "analyze",
     "convert_int8": "convert",
-    "BootExportError": "rewrite",
-    "Emitter": "rewrite",
-    "GeneratedLayer": "rewrite",
-    "Rewrite": "rewrite",
-    "add_init_subgraph": "rewrite",
-    "frozen_equivalent": "rewrite",
-    "ExportReport": "tflite",
-    "ExportVerificationError": "tflite",
+    "Emitter": "emitter",
+    "GeneratedLayer": "init_subgraph",
+    "Rewrite": "init_subgraph",
+    "add_init_subgraph": "init_subgraph",
+    "frozen_equivalent": "equivalent",
+    "ExportReport": "report",
     "export_tflite": "tflite",
     "write_pair": "write",
 }

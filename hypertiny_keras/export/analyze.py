@@ -15,14 +15,9 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional
 
+from hypertiny_keras.export.errors import ExportError
+from hypertiny_keras.export.options import ExportOptions
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, generated_layers
-
-SYNTHESIS_MODES = ("boot", "frozen")
-IO_DTYPES = ("int8", "float32")
-
-
-class ExportError(ValueError):
-    """The model, its data or the paths cannot be exported; nothing was written."""
 
 
 @dataclasses.dataclass
@@ -31,24 +26,17 @@ class ExportPlan:
 
     `x` is the representative data as float32 `(n, *input_shape[1:])`;
     `layers` the generated layers in model order (nested models included);
-    `generator` their one shared `PointwiseGenerator` (or `None`).
+    `generator` their one shared `PointwiseGenerator` (or `None`);
+    `options` the export's validated choices.
     """
 
     model: keras.Model
     x: np.ndarray
     path: pathlib.Path
     report_path: pathlib.Path
-    synthesis: str
-    io_dtype: str
-    per_channel: bool
-    keep_metadata: bool
-    verify_samples: int
-    tolerance_steps: float
-    allow_inexact: bool
-    dense_per_tensor: bool
+    options: ExportOptions
     layers: list[HyperPointwise]
     generator: PointwiseGenerator | None
-    init_weight_bits: int = 8
 
 
 def check_representative_data(model: keras.Model, data) -> np.ndarray:
@@ -148,43 +136,23 @@ def analyze(
     model: keras.Model,
     representative_data,
     path: str | os.PathLike,
-    synthesis: str = "boot",
-    io_dtype: str = "int8",
-    per_channel: bool = True,
-    keep_metadata: bool = False,
-    verify_samples: int = 64,
-    tolerance_steps: float = 64.0,
-    allow_inexact: bool = False,
-    dense_per_tensor: bool = False,
-    init_weight_bits: int = 8,
+    options: ExportOptions = ExportOptions(),
 ) -> ExportPlan:
     """Check everything `export_tflite` needs before it converts (see its arguments).
+
+    The options were validated when they were made (`ExportOptions`); this
+    checks the model, the data and the paths against them.
 
     Raises:
         ExportError: one message naming the first problem found.
     """
-    if synthesis not in SYNTHESIS_MODES:
-        raise ExportError(f"synthesis must be one of {SYNTHESIS_MODES}, got {synthesis!r}")
-    if io_dtype not in IO_DTYPES:
-        raise ExportError(f"io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
-    if int(verify_samples) < 1:
-        raise ExportError(f"verify_samples must be >= 1, got {verify_samples}")
-    if not float(tolerance_steps) >= 0:  # NaN fails too
-        raise ExportError(f"tolerance_steps must be a number >= 0, got {tolerance_steps}")
-    if init_weight_bits not in (4, 8):
-        raise ExportError(f"init_weight_bits must be 8 or 4, got {init_weight_bits!r}")
     path, report_path = _check_paths(path)
     _check_structure(model)
     layers = generated_layers(model)
-    if synthesis == "boot" and not layers:
+    if options.synthesis == "boot" and not layers:
         raise ExportError(f"boot export needs HyperPointwise layers; model {model.name!r} has none")
     generator = _check_generated(model, layers) if layers else None
     _check_weights(model)
     x = check_representative_data(model, representative_data)
-    return ExportPlan(
-        model=model, x=x, path=path, report_path=report_path, synthesis=synthesis, io_dtype=io_dtype,
-        per_channel=bool(per_channel), keep_metadata=bool(keep_metadata), verify_samples=int(verify_samples),
-        tolerance_steps=float(tolerance_steps), allow_inexact=bool(allow_inexact),
-        dense_per_tensor=bool(dense_per_tensor), layers=layers,
-        generator=generator, init_weight_bits=int(init_weight_bits),
-    )
+    return ExportPlan(model=model, x=x, path=path, report_path=report_path, options=options, layers=layers,
+                      generator=generator)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from hypertiny_keras.export.analyze import ExportError, ExportPlan, check_representative_data
+from hypertiny_keras.export.analyze import ExportPlan, check_representative_data
+from hypertiny_keras.export.errors import ExportError
 from hypertiny_keras.transforms.freezing import freeze
 from hypertiny_keras.utils.quiet import silenced
 
@@ -17,7 +18,7 @@ def convert_int8(
     representative_data: np.ndarray,
     io_dtype: str = "int8",
     batch: int | None = 1,
-    dense_per_tensor: bool = False,
+    dense_per_tensor: bool = True,
 ) -> bytes:
     """Convert `model` to a full-integer int8 `.tflite` (bytes).
 
@@ -35,11 +36,11 @@ def convert_int8(
             float I/O (QUANTIZE / DEQUANTIZE at the edges).
         batch: the traced batch size; `None` converts the Keras model as it is
             (dynamic batch, `TFLiteConverter.from_keras_model`).
-        dense_per_tensor: one scale per FULLY_CONNECTED weight tensor instead
-            of one per output channel. TFLM reads per-channel FULLY_CONNECTED
-            weights only since 2024-09 (tflite-micro #2673); older snapshots,
-            such as both Arduino libraries', use the first scale for every
-            channel.
+        dense_per_tensor: one scale per FULLY_CONNECTED weight tensor
+            (default) instead of one per output channel. TFLM reads
+            per-channel FULLY_CONNECTED weights only since 2024-09
+            (tflite-micro #2673); older snapshots, such as both Arduino
+            libraries', use the first scale for every channel.
 
     What TensorFlow and the converter print is silenced (`quiet.silenced`).
     """
@@ -79,7 +80,7 @@ def convert(plan: ExportPlan) -> bytes:
     """
     model = freeze(plan.model) if plan.layers else plan.model
     try:
-        return convert_int8(model, plan.x, plan.io_dtype, dense_per_tensor=plan.dense_per_tensor)
+        return convert_int8(model, plan.x, plan.options.io_dtype, dense_per_tensor=plan.options.dense_per_tensor)
     except ExportError:
         raise
     except Exception as error:  # noqa: BLE001 (the converter raises many types)

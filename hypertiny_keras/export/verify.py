@@ -1,4 +1,4 @@
-"""Stage 4 of the export, verify: the file computes what it must, in the runtime that deploys it.
+"""Stage 5 of the export, verify: the file computes what it must, in the runtime that deploys it.
 
 TFLM is the reference. Checks, on `verify_samples` rows of the representative data:
 
@@ -23,11 +23,8 @@ import math
 import numpy as np
 
 from hypertiny_keras.export.analyze import ExportPlan
+from hypertiny_keras.export.errors import FLOAT_DISTANCE_PROBLEM
 from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
-
-
-#: How the problem sentence of the float-distance check starts.
-FLOAT_DISTANCE_PROBLEM = "int8 outputs in TFLM are"
 
 
 def _within(value: float, limit: float) -> bool:
@@ -56,7 +53,7 @@ def verify(
         (verification figures, host timings in microseconds, problems:
         one sentence each; empty when the file passed).
     """
-    x = plan.x[: plan.verify_samples]
+    x = plan.x[: plan.options.verify_samples]
     input_q, output_q = io_quantization(data)
     x_model = input_q.quantize(x)
     written = run_tflm(data, x_model, arena)
@@ -102,7 +99,7 @@ def verify(
         "litert_vs_tflm_top1": float(np.mean(litert_float.argmax(-1) == tflm_float.argmax(-1))),
         "output_step": float(step),
         "litert_kernels": "reference (BUILTIN_REF), on the main graph",
-        "tolerance_steps": plan.tolerance_steps,
+        "tolerance_steps": plan.options.tolerance_steps,
     }
     if not _within(float(runtime_steps.max()), 1):
         problems.append(
@@ -113,16 +110,16 @@ def verify(
             f"the boot file in TFLM differs from its frozen equivalent by up to {boot_steps.max():.0f} output "
             "steps: the device does not synthesise the kernels the export computed"
         )
-    if frozen_steps is not None and not np.all(frozen_steps == 0) and not plan.allow_inexact:
+    if frozen_steps is not None and not np.all(frozen_steps == 0) and not plan.options.allow_inexact:
         problems.append(
             f"the boot file in TFLM differs from the frozen file by up to {frozen_steps.max():.0f} output steps "
             "(they must be identical)"
         )
     p99 = float(np.percentile(float_steps, 99))
-    if not _within(p99, plan.tolerance_steps):
+    if not _within(p99, plan.options.tolerance_steps):
         problems.append(
             f"{FLOAT_DISTANCE_PROBLEM} {p99:.1f} output steps from the Keras float model at the 99th "
-            f"percentile (limit {plan.tolerance_steps})"
+            f"percentile (limit {plan.options.tolerance_steps})"
         )
     timing = {
         "tflm_first": written.first_invoke_s * 1e6,

@@ -1,11 +1,11 @@
-"""Stage 5 of the export, write: the model and its JSON report, as one pair or not at all."""
+"""Stage 6 of the export, write: the model and its JSON report, as one pair or not at all."""
 from __future__ import annotations
 
 import json
 import math
 import pathlib
 
-from hypertiny_keras.export.analyze import ExportError
+from hypertiny_keras.export.errors import ExportError
 from hypertiny_keras.utils.fileio import atomic_write_all
 
 

@@ -1,15 +1,17 @@
 """Random small architectures for checking the export's promises (the fuzz test and `benchmarks/fuzz.py`).
 
 `Architecture` describes one model: 1-D or 2-D, widths, generated layers,
-kernel generator, bias, activations, BatchNorm, residual Add, Sequential or
-nested sub-model. `build` makes it with a realistic spread of weights
-(Glorot kernels, codes and heads as initialised, BatchNorm statistics
-drawn around their defaults); `check_export` exports it and returns its
-outcome class. The promise: every model either exports with the boot file
-bit-exact to its frozen equivalent in TFLM, and to the converter's frozen
-file for kinds that solve for it (`dense`, `factorized`), the main graph
-within 1 step of LiteRT, or is refused with an `ExportError` before
-anything is written.
+kernel generator (any registered kind, read live from
+`kernel_generators.names()`), bias, activations, BatchNorm, residual Add,
+Sequential or nested sub-model. `build` makes it with a realistic spread of
+weights (Glorot kernels, codes and heads as initialised, BatchNorm
+statistics drawn around their defaults); `check_export` exports it in both
+synthesis modes and returns its outcome class. The promise: every model
+either exports with the boot file bit-exact to its frozen equivalent in
+TFLM and to the frozen file `export_tflite(synthesis="frozen")` writes
+(one truth per model, every kind), the main graph within 1 step of LiteRT,
+or its boot export is refused with an `ExportError` before anything is
+written (its frozen export then still works or is refused the same way).
 """
 from __future__ import annotations
 
@@ -27,8 +29,14 @@ WIDTHS = (1, 2, 3, 4, 8, 12, 16, 24, 32, 64, 96, 128)
 PW_ACTIVATIONS = ("relu", "relu6", "tanh", None)
 GENERATOR_ACTIVATIONS = tuple(ACTIVATIONS)
 STYLES = ("functional", "sequential", "nested")
-#: Kernel generators drawn (`rank`: `factorized`'s basis, the factor kinds' own; see `with_rank`).
-HEADS = ("dense", "factorized", "lowrank", "kronecker", "lowrank_shared", "kronecker_shared")
+
+
+def kinds() -> tuple[str, ...]:
+    """The kernel generators drawn: every registered kind, read from the registry when called.
+
+    (`Architecture.rank` is `factorized`'s basis rank, the factor kinds' own; see `with_rank`.)
+    """
+    return kernel_generators.names()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +63,14 @@ class Architecture:
         return (24, self.channels) if self.dims == 1 else (8, 6, self.channels)
 
 
-def random_architecture(rng: np.random.Generator, heads: tuple[str, ...] = HEADS) -> Architecture:
-    """An architecture drawn uniformly from the space above, its kernel generator from `heads`.
+def random_architecture(rng: np.random.Generator, heads: tuple[str, ...] | None = None) -> Architecture:
+    """An architecture drawn uniformly from the space above, its kernel generator from `heads` (default `kinds()`).
 
-    The draws depend on `heads` only through its length and order: the
-    first four `HEADS` give the architectures of runs made before the
-    cross-layer kinds existed.
+    The draws depend on `heads` only through its length and order (the
+    registry's order: registering a kind changes the architectures a seed
+    draws).
     """
+    heads = kinds() if heads is None else tuple(heads)
     generated = int(rng.integers(1, 5))
     style = STYLES[int(rng.integers(len(STYLES)))]
     return Architecture(
@@ -146,44 +155,74 @@ def representative_data(arch: Architecture, samples: int = 48) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def check_export(arch: Architecture, directory: pathlib.Path) -> tuple[str, str]:
-    """Export `arch` (boot) and classify what happened.
+def _classify_refusal(error: Exception) -> str:
+    """The reason of an `ExportError`, without its layer name, so that refusals group by reason."""
+    message = str(error)
+    head, _, rest = message.partition(": ")
+    if rest and " " not in head:  # "<layer>: why" -> the why
+        message = rest
+    return message.split(":")[0][:80]
 
-    Returns:
-        (outcome, detail): `"exported"` (every promise checked by the
-        export held), `"refused"` (an `ExportError` before or at the
-        rewrite, or int8 outputs too far from the float model; nothing
-        written), or `"broken"` (anything else: a
-        verification failure, an unexpected exception, or a file written
-        despite an error).
-    """
+
+def _export(model, x, path: pathlib.Path, synthesis: str):
+    """(report or None, outcome, detail) of one `export_tflite` call; outcome `None` when it exported."""
     from hypertiny_keras.export import ExportError, ExportVerificationError, export_tflite
 
-    model = build(arch)
-    x = representative_data(arch)
-    path = pathlib.Path(directory) / "model.tflite"
     try:
-        report = export_tflite(model, x, path, synthesis="boot", verify_samples=32)
+        return export_tflite(model, x, path, synthesis=synthesis, verify_samples=32), None, ""
     except ExportError as error:
         if path.exists():
-            return "broken", f"file written despite: {error}"
-        message = str(error)
-        head, _, rest = message.partition(": ")
-        if rest and " " not in head:  # "<layer>: why" -> the why, so refusals group by reason
-            message = rest
-        return "refused", message.split(":")[0][:80]
+            return None, "broken", f"{synthesis}: file written despite: {error}"
+        return None, "refused", _classify_refusal(error)
     except ExportVerificationError as error:
         if error.only_float_distance and not path.exists():
-            return "refused", "int8 too far from the float model"
-        return "broken", str(error)
+            return None, "refused", "int8 too far from the float model"
+        return None, "broken", f"{synthesis}: {error}"
     except Exception as error:  # noqa: BLE001 (an unexpected failure is a broken promise)
-        return "broken", f"{type(error).__name__}: {error}"
-    v = report.verification
-    # Kinds that solve for the converter's filter must equal the converter's frozen file; the factor
-    # kinds (one kernel scale, no free value per kernel value) equal their own frozen equivalent.
-    same_as_frozen = v["boot_vs_frozen_identical"] or (
-        v["boot_vs_frozen_identical"] is None and not kernel_generators.get(arch.head).solves_target
-    )
-    if not (v["boot_vs_equivalent_identical"] and same_as_frozen and v["tflm_vs_litert_max_steps"] <= 1):
+        return None, "broken", f"{synthesis}: {type(error).__name__}: {error}"
+
+
+def tflm_outputs(path: pathlib.Path, x: np.ndarray) -> tuple[np.ndarray, object]:
+    """TFLM's raw outputs of the `.tflite` at `path` on float inputs `x`, and the file's output quantization."""
+    from hypertiny_keras.device.runtime import io_quantization, run_tflm
+
+    data = path.read_bytes()
+    input_q, output_q = io_quantization(data)
+    return run_tflm(data, input_q.quantize(x)).outputs, output_q
+
+
+def check_export(arch: Architecture, directory: pathlib.Path) -> tuple[str, str]:
+    """Export `arch` boot and frozen (two `export_tflite` calls) and classify what happened.
+
+    Returns:
+        (outcome, detail): `"exported"` (both files written, every promise
+        checked by the export held, and the boot and frozen files give the
+        same outputs bit for bit in TFLM on the representative data),
+        `"refused"` (the boot export raised an `ExportError` before or at
+        the rewrite, or its int8 outputs were too far from the float model;
+        nothing written; the frozen export then exported or was refused
+        too), or `"broken"` (anything else: a verification failure, an
+        unexpected exception, a file written despite an error, a frozen
+        export failing where the boot export worked, boot != frozen).
+    """
+    model = build(arch)
+    x = representative_data(arch)
+    directory = pathlib.Path(directory)
+    boot_path, frozen_path = directory / "boot.tflite", directory / "frozen.tflite"
+    boot, outcome, detail = _export(model, x, boot_path, "boot")
+    if outcome == "broken":
+        return outcome, detail
+    frozen, frozen_outcome, frozen_detail = _export(model, x, frozen_path, "frozen")
+    if frozen_outcome == "broken" or (boot is not None and frozen is None):
+        return "broken", f"frozen export failed where boot worked: {frozen_detail}"
+    if boot is None:
+        return outcome, detail
+    v = boot.verification
+    if not (v["boot_vs_equivalent_identical"] and v["tflm_vs_litert_max_steps"] <= 1
+            and frozen.verification["tflm_vs_litert_max_steps"] <= 1):
         return "broken", f"report accepted: {v}"
+    (boot_out, boot_q), (frozen_out, frozen_q) = tflm_outputs(boot_path, x), tflm_outputs(frozen_path, x)
+    if boot_q != frozen_q or not np.array_equal(boot_out, frozen_out):
+        steps = np.abs(boot_out.astype(np.int64) - frozen_out.astype(np.int64))
+        return "broken", f"boot != frozen in TFLM: {int(np.sum(steps > 0))} outputs differ, by up to {steps.max()}"
     return "exported", ""

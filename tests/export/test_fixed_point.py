@@ -3,7 +3,7 @@ import numpy as np
 
 from hypertiny_keras.export import fixed_point
 from hypertiny_keras.tflite.flatbuffer import schema, write_model
-from hypertiny_keras.export.rewrite import INT8, _quantization, _Writer
+from hypertiny_keras.export.model_writer import INT8, ModelWriter, quantization
 from hypertiny_keras.device.runtime import run_tflm
 
 # Scales of a lowrank layer of the Speech Commands front (width 16, seed 3): their float32 product over
@@ -17,10 +17,10 @@ def _fc_model(left_shape, right: np.ndarray) -> bytes:
     subgraph = schema.SubGraphT()
     subgraph.tensors, subgraph.operators = [], []
     model.subgraphs = [subgraph]
-    writer = _Writer(model)
-    t_in = writer.tensor(subgraph, "left", (1, *left_shape), INT8, None, _quantization(LEFT_SCALE))
-    t_w = writer.tensor(subgraph, "right", right.shape, INT8, right, _quantization(RIGHT_SCALE))
-    t_out = writer.tensor(subgraph, "out", (left_shape[0], right.shape[0]), INT8, None, _quantization(OUT_SCALE))
+    writer = ModelWriter(model)
+    t_in = writer.tensor(subgraph, "left", (1, *left_shape), INT8, None, quantization(LEFT_SCALE))
+    t_w = writer.tensor(subgraph, "right", right.shape, INT8, right, quantization(RIGHT_SCALE))
+    t_out = writer.tensor(subgraph, "out", (left_shape[0], right.shape[0]), INT8, None, quantization(OUT_SCALE))
     writer.fully_connected(subgraph, [t_in, t_w, -1], t_out, 0)
     subgraph.inputs, subgraph.outputs = np.array([t_in], np.int32), np.array([t_out], np.int32)
     return write_model(model)
