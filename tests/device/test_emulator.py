@@ -4,7 +4,8 @@ CI has neither the TFLM sources nor QEMU, so these tests check what can be
 checked without them: the Makefile builds a kernel for every operator the
 exporter can register, bad input gives one clear line, and the parser reads
 logs the emulator really printed (tests/fixtures/emulator, recorded with
-tflite-micro 90b983c2 and CMSIS-NN 99f736a6 on the quickstart sketches). With
+tflite-micro 90b983c2 and CMSIS-NN 99f736a6 on the sketches of the default
+quickstart, seed 0, with the library's core: HypertinyConfig). With
 `HYPERTINY_EMULATOR_SOURCES` set and the tools installed, the last test runs
 the real thing.
 """

@@ -197,7 +197,7 @@ int main() {
     board_print("LOG hypertiny_register_ops failed\nDONE failures=1\n");
     return 1;
   }
-  board_print("MODEL bytes=%u input=%d output=%d tests=%d\n", static_cast<unsigned>(hypertiny_model_bytes()),
+  board_print("MODEL bytes=%u input=%d output=%d tests=%d\n", static_cast<unsigned>(g_model_len),
               kHypertinyInputBytes, kHypertinyOutputBytes, kHypertinyTestCount);
   int failures = run(HypertinyMode::kBoot, "BOOT");
   failures += run(HypertinyMode::kLazy, "LAZY");
