@@ -120,6 +120,7 @@ def _export_arduino(args) -> None:
     lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; "
              "to build it, install these Arduino libraries:"]
     lines += [f"  {name}: {how}" for name, how in result["requires"].items()]
+    lines += [f"  warning: {warning}" for warning in result["warnings"]]
     if result["removed"]:
         lines.append(f"  (removed {', '.join(result['removed'])}: an earlier export's copy of the library's core)")
     print("\n".join(lines), file=sys.stderr)

@@ -356,7 +356,8 @@ def export_arduino(
         None), `arena_note` (which figure the arena comes from), `emulator`
         (the emulator's summary, or None), `ops`, `resource_variables`, `generated_weight_ram_bytes`,
         `test_windows`, `library`, `removed` (copies of the core an earlier
-        export left in the folder, now deleted), `requires` (the Arduino
+        export left in the folder, now deleted), `warnings` (a kept `.ino`
+        that does not use the library's API), `requires` (the Arduino
         libraries the sketch needs and how to install them) and `budget`
         (`board`, `ram_bytes`, `flash_bytes` of the board, `flash_used_bytes`
         = model + test vectors, `ram_used_bytes` = arena). The budget counts
@@ -433,8 +434,12 @@ def export_arduino(
         "tflm_library.h": _header("tflm_library.h", source, library_header(library)),
     }
     ino = f"{sketch.resolve().name}.ino"
+    warnings = []
     if not (sketch / ino).exists():
         files[ino] = example.read_text()
+    elif "HypertinyConfig" not in (sketch / ino).read_text(errors="replace"):
+        warnings.append(f"{ino} was kept but does not set up the core with a HypertinyConfig (an earlier version's "
+                        "sketch?): it will not compile with the HyperTinyPW library; delete it and export again")
     board: dict = {}
     if emulator_sources is not None:
         margin = MEASURED_ARENA_MARGIN if arena_margin is None else arena_margin
@@ -460,6 +465,7 @@ def export_arduino(
         "sketch_dir": str(sketch),
         "files": sorted(files),
         "removed": removed,
+        "warnings": warnings,
         "model_bytes": len(data),
         "arena_bytes": arena,
         "arena_measured_bytes": measured,

@@ -228,6 +228,8 @@ def test_sketch_uses_the_library_and_keeps_an_edited_ino(exported, tmp_path):
     assert ino.read_text() == "// edited\n" and "Copy.ino" not in report["files"]
     assert "kHypertinyTestCount = 0;" in (sketch / "test_vectors.h").read_text()
     assert report["removed"] == ["hypertiny_app.h", "hypertiny_app.cc"]
+    assert len(report["warnings"]) == 1 and "delete it and export again" in report["warnings"][0]
+    assert exported["boot"]["report"]["warnings"] == []
     assert sorted(p.name for p in sketch.iterdir()) == sorted(GENERATED | {"Copy.ino"})
 
 
