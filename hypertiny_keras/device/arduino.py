@@ -396,7 +396,8 @@ def export_arduino(
     else:
         windows = np.asarray(windows, np.float32)
         if windows.shape[1:] != input_shape[1:]:
-            raise ValueError(f"windows must have shape (n, {', '.join(map(str, input_shape[1:]))}); got {windows.shape}")
+            expected_shape = ", ".join(map(str, input_shape[1:]))
+            raise ValueError(f"windows must have shape (n, {expected_shape}); got {windows.shape}")
         windows_q = input_q.quantize(windows[:MAX_TEST_WINDOWS])
     count = len(windows_q)
     if labels is None:

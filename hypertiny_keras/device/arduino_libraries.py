@@ -38,7 +38,8 @@ ARDUINO_LIBRARIES = {
         ArduinoLibrary(
             "chirale",
             "Chirale_TensorFlowLite.h",
-            'Library Manager: search "Chirale"; arduino-cli lib install Chirale_TensorFLowLite (its registered name, capital L)',
+            'Library Manager: search "Chirale"; arduino-cli lib install Chirale_TensorFLowLite '
+            "(its registered name, capital L; also the folder name under ~/Arduino/libraries)",
             "spaziochirale/Chirale_TensorFlowLite 46da2f9 (2024-07-05), a TFLM snapshot older than arduino-examples'",
         ),
         ArduinoLibrary(

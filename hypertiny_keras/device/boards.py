@@ -54,7 +54,7 @@ def flash_split(info: dict) -> dict[str, int]:
 
 
 def ram_split(info: dict, arena_bytes: int | None) -> dict[str, int]:
-    """RAM of the file in bytes: its generated kernels (resource variables, kept in the arena) and the rest of the arena.
+    """RAM of the file in bytes: its generated kernels (resource variables, in the arena) and the rest of the arena.
 
     `arena_bytes` is the TFLM arena the file needs (`None`: unknown, only the
     generated kernels are listed; `{}` for a file with none).

@@ -111,7 +111,8 @@ def _check_sketch(sketch: pathlib.Path) -> None:
     missing = [name for name in SKETCH_FILES if not (sketch / name).is_file()]
     if missing:
         raise EmulatorError(
-            f"emulate: {sketch} lacks {', '.join(missing)}; make it with hypertiny export --arduino {sketch} MODEL.tflite"
+            f"emulate: {sketch} lacks {', '.join(missing)}; "
+            f"make it with hypertiny export --arduino {sketch} MODEL.tflite"
         )
 
 

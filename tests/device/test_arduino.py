@@ -337,7 +337,8 @@ def test_per_channel_classifier_is_refused_for_the_arduino_libraries(exported, t
     export_tflite(model, exported["x"], path, synthesis="frozen", verify_samples=8,
                   dense_per_tensor=False)  # the converter's per-channel scales (--dense-per-channel)
     for library in ("chirale", "arduino-examples"):
-        with pytest.raises(ValueError, match=rf"^{path}: the {library} library's TFLM .* per-channel ones in subgraph 0"):
+        refusal = rf"^{path}: the {library} library's TFLM .* per-channel ones in subgraph 0"
+        with pytest.raises(ValueError, match=refusal):
             export_arduino(str(path), str(tmp_path / "Refused"), library=library)
     assert not (tmp_path / "Refused").exists()
     report = export_arduino(str(path), str(tmp_path / "Modern"), library="tflite-micro")
