@@ -49,7 +49,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown heads {unknown}; choose from {list(kinds())}")
     rng = np.random.default_rng(args.seed)
-    architectures = [random_architecture(rng, heads) for _ in range(args.count)]  # drawn up front: same set for any --workers
+    # Drawn up front: the same set for any --workers.
+    architectures = [random_architecture(rng, heads) for _ in range(args.count)]
     outcomes, reasons, broken = collections.Counter(), collections.Counter(), []
     by_kind = collections.defaultdict(collections.Counter)
     start = time.time()

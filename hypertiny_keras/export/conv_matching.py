@@ -10,7 +10,9 @@ from hypertiny_keras.tflite.flatbuffer import buffer_bytes, builtin_code
 OPS = schema.BuiltinOperator
 
 
-def stored_filter(model: schema.ModelT, subgraph: schema.SubGraphT, op: schema.OperatorT) -> tuple[np.ndarray, np.ndarray]:
+def stored_filter(
+    model: schema.ModelT, subgraph: schema.SubGraphT, op: schema.OperatorT
+) -> tuple[np.ndarray, np.ndarray]:
     """int8 filter `(C_out, C_in)` of a 1x1 CONV_2D and its per-channel scales `(C_out,)`."""
     tensor = subgraph.tensors[op.inputs[1]]
     cout = int(tensor.shape[0])

@@ -122,7 +122,8 @@ def reshape_pairs(model: schema.ModelT) -> None:
                 for field in ("inputs", "intermediates"):
                     values = getattr(op, field)
                     if values is not None:
-                        setattr(op, field, np.asarray([source if v == end else v for v in tensor_indices(values)], np.int32))
+                        moved = [source if v == end else v for v in tensor_indices(values)]
+                        setattr(op, field, np.asarray(moved, np.int32))
             subgraph.operators = [op for i, op in enumerate(subgraph.operators) if i not in pair]
 
 

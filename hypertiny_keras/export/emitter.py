@@ -46,7 +46,7 @@ def as_float64(variable) -> np.ndarray:
 
 
 def symmetric(x: np.ndarray, levels: float = 127.0) -> tuple[np.ndarray, float]:
-    """Per-tensor symmetric integers in -levels..levels (int8 dtype): values and scale (largest |x| maps to `levels`)."""
+    """Per-tensor symmetric integers in -levels..levels (int8 dtype) and their scale (largest |x| -> `levels`)."""
     scale = float(np.float32(max(float(np.abs(x).max(initial=0.0)) / levels, 1e-12)))
     return np.clip(np.round(x / scale), -levels, levels).astype(np.int8), scale
 
@@ -89,7 +89,9 @@ class Emitter:
         self.generator = next(iter(generators.values()), None)
         if self.generator is not None:
             # One scale for all codes, so that one int32 bias serves every layer.
-            codes = np.concatenate([as_float64(layer.code) for layer in layers if layer.kernel_generator.uses_generator])
+            codes = np.concatenate(
+                [as_float64(layer.code) for layer in layers if layer.kernel_generator.uses_generator]
+            )
             _, self.code_scale = symmetric(codes)
 
     def constant(self, key: str, matrix: np.ndarray) -> tuple[int, np.ndarray, float]:

@@ -78,7 +78,10 @@ def fully_connected(
     output_zero_point: int,
     clamp: tuple[int, int] = (-128, 127),
 ) -> np.ndarray:
-    """int8 FULLY_CONNECTED: `x` `(in,)` or `(batch, in)` int8, `weights` `(out, in)` int8 -> `(out,)` or `(batch, out)`."""
+    """int8 FULLY_CONNECTED: `x` `(in,)` or `(batch, in)` int8, `weights` `(out, in)` int8.
+
+    Returns `(out,)` or `(batch, out)` int8.
+    """
     acc = (np.asarray(x, np.int64) - input_zero_point) @ np.asarray(weights, np.int64).T
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)

@@ -206,7 +206,9 @@ def add_init_subgraph(
                 filter_scales=[float(s) for s in filter_scales],
                 exact_fraction=float(np.mean(miss == 0)),
                 max_error_lsb=int(miss.max()),
-                kernel_error_lsb=float((np.abs(values * row_scales[:, None] - target_kernel) / row_scales[:, None]).max()),
+                kernel_error_lsb=float(
+                    (np.abs(values * row_scales[:, None] - target_kernel) / row_scales[:, None]).max()
+                ),
                 weight_bits=8 if name in emitter.int8_fallbacks else weight_bits,
             )
         )

@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
+from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 from hypertiny_keras.export.analyze import ExportPlan
 from hypertiny_keras.export.errors import FLOAT_DISTANCE_PROBLEM
-from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 
 
 def _within(value: float, limit: float) -> bool:

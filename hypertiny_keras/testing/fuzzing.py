@@ -22,8 +22,8 @@ import keras
 import numpy as np
 
 from hypertiny_keras import kernel_generators
-from hypertiny_keras.layers.activations import ACTIVATIONS
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator
+from hypertiny_keras.layers.activations import ACTIVATIONS
 
 WIDTHS = (1, 2, 3, 4, 8, 12, 16, 24, 32, 64, 96, 128)
 PW_ACTIVATIONS = ("relu", "relu6", "tanh", None)
@@ -140,7 +140,7 @@ def build(arch: Architecture) -> keras.Model:
                 y = layer(y)
             model = keras.Model(inputs, y, name="fuzz")
     rng = np.random.default_rng(arch.seed)
-    for layer in model.layers + [l for m in model.layers if isinstance(m, keras.Model) for l in m.layers]:
+    for layer in model.layers + [inner for m in model.layers if isinstance(m, keras.Model) for inner in m.layers]:
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
             layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.3, c),

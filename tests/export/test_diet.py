@@ -8,9 +8,9 @@ import pytest
 from hypertiny_keras import export_tflite, freeze, generated_layers, hypertiny_pw, inspect_tflite
 from hypertiny_keras.cli.main import parser
 from hypertiny_keras.data.synthetic import make_beats
+from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 from hypertiny_keras.export.diet import KINDS, diet
 from hypertiny_keras.tflite.flatbuffer import OP_NAMES, builtin_code, compact, read_model, write_model
-from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 
 LENGTH = 128
 SAMPLES = 32

@@ -1,10 +1,10 @@
 """The exporter's int8 FULLY_CONNECTED emulation against TFLM itself, on the case that once differed."""
 import numpy as np
 
-from hypertiny_keras.export import fixed_point
-from hypertiny_keras.tflite.flatbuffer import schema, write_model
-from hypertiny_keras.export.model_writer import INT8, ModelWriter, quantization
 from hypertiny_keras.device.runtime import run_tflm
+from hypertiny_keras.export import fixed_point
+from hypertiny_keras.export.model_writer import INT8, ModelWriter, quantization
+from hypertiny_keras.tflite.flatbuffer import schema, write_model
 
 # Scales of a lowrank layer of the Speech Commands front (width 16, seed 3): their float32 product over
 # the output scale is exactly 2^-7, their double product 2^-7 (1 + 1.8e-8); TFLM multiplies in double.

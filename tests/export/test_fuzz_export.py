@@ -10,11 +10,12 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hypertiny_keras.testing.fuzzing import Architecture, check_export, kinds, random_architecture
 
-EXAMPLES = int(os.environ.get("HYPERTINY_FUZZ_EXAMPLES", "80"))
+EXAMPLES = int(os.environ.get("HYPERTINY_FUZZ_EXAMPLES", "100"))
 
 
 @pytest.mark.parametrize("head", kinds())

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from hypertiny_keras import export_tflite, kernel_generators
+from hypertiny_keras.device.runtime import TFLMCrash, io_quantization, run_tflm, tflm_worker
 from hypertiny_keras.export import ExportError
 from hypertiny_keras.export.analyze import analyze
-from hypertiny_keras.testing.fuzzing import Architecture, build, representative_data
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, generated_layers
-from hypertiny_keras.device.runtime import TFLMCrash, io_quantization, run_tflm, tflm_worker
+from hypertiny_keras.testing.fuzzing import Architecture, build, representative_data
 
 
 def _arch(**changes):
