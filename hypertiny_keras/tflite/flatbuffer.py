@@ -227,3 +227,21 @@ def strip(model: schema.ModelT) -> None:
     model.metadata = None
     model.metadataBuffer = None
     model.description = None
+
+
+def buffer_spans(data: bytes) -> dict[int, tuple[int, int]]:
+    """Where each constant buffer's bytes sit in the file: `{buffer index: (offset, length)}`, in bytes.
+
+    Only buffers with data inside the flatbuffer are listed (empty buffers and
+    buffers stored past the flatbuffer by `offset`/`size` are not). The offsets
+    are those a device reads through `model->buffers()->Get(i)->data()`; a
+    patch that keeps each length rewrites a file in place (`tflite.patch`).
+    """
+    root = schema.Model.GetRootAsModel(bytearray(data), 0)
+    spans = {}
+    for index in range(root.BuffersLength()):
+        table = root.Buffers(index)._tab  # the generated accessors give no position: read the vector's start
+        field = table.Offset(4)  # Buffer.data
+        if field and table.VectorLen(field):
+            spans[index] = (table.Vector(field), table.VectorLen(field))
+    return spans

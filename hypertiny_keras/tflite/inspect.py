@@ -86,6 +86,7 @@ def inspect_tflite(data: bytes, name: str | None = None) -> dict:
     `flatbuffer_overhead` = everything else in the file: tables, vectors,
     alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
     (bytes of the resource variables that hold synthesised kernels in RAM);
+    `buffer_roles`: `{buffer index: role}` of every constant buffer an operator reads;
     `layers`: one row per operator (`subgraph`, `operator`, `inputs` and
     `output` shapes, constant `parameters` (values) and `bytes` first counted
     at this operator, `macs`); `macs`: `{"steady": per inference (main graph),
@@ -115,6 +116,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
     init_indices = _init_subgraphs(model)
     by_role = dict.fromkeys(ROLES, 0)
     counted: set[int] = set()
+    buffer_roles: dict[int, str] = {}
     subgraphs, variables, layers = [], {}, []
     for index, subgraph in enumerate(model.subgraphs):
         in_init = index in init_indices
@@ -140,7 +142,8 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                 if buffer is None or tensor.buffer in counted:
                     continue
                 counted.add(tensor.buffer)
-                by_role[_role(model, subgraph, op, position, in_init, consumers)] += len(buffer)
+                role = buffer_roles[tensor.buffer] = _role(model, subgraph, op, position, in_init, consumers)
+                by_role[role] += len(buffer)
                 row["bytes"] += len(buffer)
                 row["parameters"] += max(math.prod(_shape(subgraph, tensor_index)), 0)
             if code == OPS.ASSIGN_VARIABLE and len(inputs) >= 2 and min(inputs[:2]) >= 0:
@@ -165,6 +168,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
         "resource_variables": len(variables),
         "generated_weight_ram_bytes": int(sum(variables.values())),
         "buffers": len(model.buffers or []),
+        "buffer_roles": buffer_roles,
         "layers": layers,
         "macs": {
             "steady": sum(r["macs"] for r in layers if r["subgraph"] not in init_indices),
