@@ -3,7 +3,7 @@
 For one backbone (the separable 1-D CNN of `hypertiny_keras.pareto`, `--depth`
 blocks of `--width`, rank `--rank`, on Speech Commands' MFCC input shape
 101 frames x 40 coefficients, 12 classes), each variant of
-`hypertiny_keras.evaluation.pareto_front.VARIANTS` named by `--variants` is built,
+`hypertiny_keras.sweeps.pareto_front.VARIANTS` named by `--variants` is built,
 fitted for one epoch on random inputs (instruction counts and bytes do not
 depend on how well a model is trained), exported as the Pareto grid deploys
 it (boot file for generated variants, frozen for stored ones, the codec for
@@ -58,9 +58,10 @@ def _file(variant: str, work: pathlib.Path, x, y) -> tuple[pathlib.Path, str]:
     """The deployed file of `variant` (its codec applied) and its mode."""
     import keras
 
-    from hypertiny_keras.export import export_tflite, weight_codecs
+    from hypertiny_keras.export import export_tflite
+    from hypertiny_keras.tflite import weight_codecs
     from hypertiny_keras.layers import generated_layers
-    from hypertiny_keras.evaluation.pareto_front import VARIANTS
+    from hypertiny_keras.sweeps.pareto_front import VARIANTS
 
     spec = VARIANTS[variant]
     keras.utils.set_random_seed(0)
@@ -106,8 +107,8 @@ def _markdown(result: dict) -> str:
     lines += [
         "",
         "`+int4`: the deployed file with every FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D weight packed int4 "
-        "(`export.weight_codecs.int4`); `+lut4`: 4-bit look-up tables run by DECODE before each consumer "
-        "(`export.weight_codecs.lut4`), at every inference.",
+        "(`tflite.weight_codecs.int4`); `+lut4`: 4-bit look-up tables run by DECODE before each consumer "
+        "(`tflite.weight_codecs.lut4`), at every inference.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -119,7 +120,7 @@ def main(argv) -> None:
     from hypertiny_keras.device.emulator import EmulatorError, check_tools, emulate, source_roots
     from hypertiny_keras.device.arduino import export_arduino
     from hypertiny_keras.utils.fileio import atomic_write
-    from hypertiny_keras.evaluation.pareto_front import VARIANTS
+    from hypertiny_keras.sweeps.pareto_front import VARIANTS
 
     variants = FLAGS.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]

@@ -11,7 +11,7 @@ the export applies it), its host TFLM arena and the generated kernels it
 keeps in RAM: what a user would flash, not a packed-byte estimate.
 
 A variant `<name>+int4` / `<name>+lut4` is `<name>`'s own deployed file
-re-written by a weight codec (`export.weight_codecs`): the peers int4 and
+re-written by a weight codec (`tflite.weight_codecs`): the peers int4 and
 look-up tables, trained once with their base, scored again in TFLM.
 
     import hypertiny_keras as ht
@@ -62,7 +62,7 @@ class Variant:
     Attributes:
         description: one line for tables.
         build: `build(input_shape, classes, widths, rank) -> keras.Model`.
-        codec: a `export.weight_codecs` name applied to the deployed int8
+        codec: a `tflite.weight_codecs` name applied to the deployed int8
             file of `trains` (the same trained model, so the pair differs only
             by the codec), or None.
         trains: the variant whose trained model and file this one uses

@@ -169,7 +169,9 @@ def lut4(data: bytes) -> bytes:
 
     Raises:
         ValueError: when no filter of the file is large enough to gain from
-            a per-channel table (nothing to compress).
+            a per-channel table, or when the written file would not be smaller
+            (DECODE's operators, tables and tensors cost more than the 4-bit
+            indices save): nothing to compress.
     """
     from tflite_micro import compression
 
@@ -186,12 +188,18 @@ def lut4(data: bytes) -> bytes:
         clustered = np.stack([cluster_1d(row, LUT_ENTRIES) for row in rows])
         model.buffers[tensor.buffer].data = _restore(tensor, clustered, axis).view(np.uint8)
         builder.add_tensor(subgraph=s, tensor=f).with_lut(
-            index_bitwidth=4, mode=compression.spec.PerChannel(axis=axis) if channels > 1 else compression.spec.PerTensor()
+            index_bitwidth=4,
+            mode=compression.spec.PerChannel(axis=axis) if channels > 1 else compression.spec.PerTensor(),
         )
         chosen += 1
     if not chosen:
         raise ValueError("lut4: no filter has more than 32 values per channel; a look-up table would not save bytes")
-    return strip_decode_inputs(bytes(compression.compress(write_model(model), builder.build())))
+    coded = strip_decode_inputs(bytes(compression.compress(write_model(model), builder.build())))
+    if len(coded) >= len(data):
+        raise ValueError(f"lut4: look-up tables would not save bytes here: the file would grow from {len(data):,} to "
+                         f"{len(coded):,} bytes (DECODE's operators and "
+                         "tables cost more than its 4-bit indices save)")
+    return coded
 
 
 def strip_decode_inputs(data: bytes) -> bytes:
