@@ -180,7 +180,8 @@ def _markdown(result: dict) -> str:
     for pool in ("mean", "average_pool"):
         runs, figures = pooling[pool], pooling["figures"][pool]["boot"]
         lines.append(
-            f"| {pool} | {_mean_sd([r['tflm_int8_boot'] for r in runs])} | {_mean_sd([r['keras_float'] for r in runs])} | "
+            f"| {pool} | {_mean_sd([r['tflm_int8_boot'] for r in runs])} | "
+            f"{_mean_sd([r['keras_float'] for r in runs])} | "
             f"{runs[0]['boot_bytes']:,} | {runs[0]['frozen_bytes']:,} | "
             f"{figures['cmsis']['summary']['steady_insns']:,} | {figures['reference']['summary']['steady_insns']:,} |"
         )

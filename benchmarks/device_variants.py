@@ -59,9 +59,9 @@ def _file(variant: str, work: pathlib.Path, x, y) -> tuple[pathlib.Path, str]:
     import keras
 
     from hypertiny_keras.export import export_tflite
-    from hypertiny_keras.tflite import weight_codecs
     from hypertiny_keras.layers import generated_layers
     from hypertiny_keras.sweeps.pareto_front import VARIANTS
+    from hypertiny_keras.tflite import weight_codecs
 
     spec = VARIANTS[variant]
     keras.utils.set_random_seed(0)
@@ -117,10 +117,10 @@ def main(argv) -> None:
     del argv
     import numpy as np
 
-    from hypertiny_keras.device.emulator import EmulatorError, check_tools, emulate, source_roots
     from hypertiny_keras.device.arduino import export_arduino
-    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.device.emulator import EmulatorError, check_tools, emulate, source_roots
     from hypertiny_keras.sweeps.pareto_front import VARIANTS
+    from hypertiny_keras.utils.fileio import atomic_write
 
     variants = FLAGS.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]

@@ -93,8 +93,8 @@ def zero_point_check(data: bytes, windows) -> dict:
     """TFLM outputs of `data` with one zero point per filter (same bit for bit?) and whether LiteRT loads it."""
     import numpy as np
 
-    from hypertiny_keras.tflite.flatbuffer import read_model, write_model
     from hypertiny_keras.device.runtime import predict, run_litert
+    from hypertiny_keras.tflite.flatbuffer import read_model, write_model
 
     model = read_model(data)
     _one_filter_zero_point(model)
@@ -145,8 +145,8 @@ def _markdown(result: dict) -> str:
 def main() -> None:
     import numpy as np
 
-    from hypertiny_keras.utils.fileio import atomic_write
     from hypertiny_keras.cli.quickstart import run_quickstart
+    from hypertiny_keras.utils.fileio import atomic_write
 
     with tempfile.TemporaryDirectory(prefix="hypertiny-overhead-") as scratch:
         run_quickstart(scratch, verbose=0)

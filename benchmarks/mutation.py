@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hypertiny_keras.device import runtime
-from hypertiny_keras.utils import quiet
 from hypertiny_keras.testing.mutation import KINDS, READERS, check_mutant, mutate
+from hypertiny_keras.utils import quiet
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LENGTH = 64
@@ -59,7 +59,8 @@ def _originals(directory: pathlib.Path) -> dict[str, tuple[bytes, np.ndarray]]:
 
 def _cli_inspect(path: pathlib.Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path)],
+        capture_output=True, text=True, timeout=300,
     )
     if result.returncode == 0 and result.stdout.startswith("file: ") and not result.stderr:
         return "ok"

@@ -41,7 +41,8 @@ def _windows(dataset: str, data_root: pathlib.Path):
         task = "aami5" if dataset == "mitbih_aami5" else "v_vs_rest"
         return load_mitbih(data_root / "mitdb", task=task, split="dechazal", window_seconds=0.7)
     root = data_root / "speech_commands"
-    return load_speech_commands(root / "test_v0.02", features="mfcc", noise_dir=root / "_background_noise_", zscore=True)
+    return load_speech_commands(root / "test_v0.02", features="mfcc", noise_dir=root / "_background_noise_",
+                                zscore=True)
 
 
 def main() -> None:
@@ -64,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with quiet.silenced():
-        from hypertiny_research.suite import subsample
         from hypertiny_keras.sweeps.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
+        from hypertiny_research.suite import subsample
 
     out = pathlib.Path(args.out)
     name = args.name or args.dataset

@@ -50,10 +50,12 @@ def _markdown(report: dict) -> str:
     lines += [
         f"| **file** | **{frozen['file_bytes']:,}** | **{boot['file_bytes']:,}** |",
         f"| TFLM arena (host) | {frozen['arena_bytes']:,} | {boot['arena_bytes']:,} |",
-        f"| generated kernels in RAM | {frozen['generated_weight_ram_bytes']:,} | {boot['generated_weight_ram_bytes']:,} |",
+        f"| generated kernels in RAM | {frozen['generated_weight_ram_bytes']:,} | "
+        f"{boot['generated_weight_ram_bytes']:,} |",
         "",
         f"Host TFLM invoke time, boot / frozen: {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f} "
-        f"over {ratio['rounds']} interleaved rounds; medians {ratio['model_us']:.0f} / {ratio['reference_us']:.0f} us). "
+        f"over {ratio['rounds']} interleaved rounds; "
+        f"medians {ratio['model_us']:.0f} / {ratio['reference_us']:.0f} us). "
         "A host figure; the emulated Cortex-M4's instruction counts are in device.md.",
         "",
         f"Quickstart wall time (training, two exports with verification, TFLM/LiteRT test runs): "

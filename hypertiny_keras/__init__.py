@@ -32,6 +32,7 @@ _API = {
     "HyperizeReport": "hypertiny_keras.transforms.hyperizing",
     "hyperize": "hypertiny_keras.transforms.hyperizing",
     "ExportError": "hypertiny_keras.export",
+    "ExportOptions": "hypertiny_keras.export",
     "ExportReport": "hypertiny_keras.export",
     "ExportVerificationError": "hypertiny_keras.export",
     "export_tflite": "hypertiny_keras.export",

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from hypertiny_keras.data import Windows, load_apnea_ecg  # noqa: E402
+from hypertiny_research.hrv import hrv_features_from_rr  # noqa: E402
 from hypertiny_research.paper import note  # noqa: E402
 from hypertiny_research.recipe import (  # noqa: E402
     FLAGS,
@@ -19,7 +20,6 @@ from hypertiny_research.recipe import (  # noqa: E402
     ecg_hrv_inputs,
     run_from_flags,
 )
-from hypertiny_research.hrv import hrv_features_from_rr  # noqa: E402
 
 define_flags("benchmarks/results/apnea_ecg")
 flags.DEFINE_string("data_dir", None, "apnea-ecg directory (default $HYPERTINY_DATA/apnea-ecg)")

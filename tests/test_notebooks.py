@@ -1,5 +1,4 @@
 """The colab/ notebooks run top to bottom (small settings) and are stored without outputs."""
-import os
 import pathlib
 
 import nbformat

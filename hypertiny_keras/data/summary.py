@@ -72,7 +72,11 @@ def loaders() -> dict[str, Callable[..., Windows]]:
 
 
 def summary_cli(
-    dataset: str, data_dir: str, json_path: str | None = None, print_fn: Callable[[str], Any] = print, **loader_kwargs: Any
+    dataset: str,
+    data_dir: str,
+    json_path: str | None = None,
+    print_fn: Callable[[str], Any] = print,
+    **loader_kwargs: Any,
 ) -> dict[str, Any]:
     """Load ``dataset`` from ``data_dir``, print its summary and optionally store it as JSON.
 

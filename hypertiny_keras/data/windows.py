@@ -204,8 +204,10 @@ def from_arrays(x, y, groups, order, split, seed, fs, class_names, source) -> Wi
             raise DataError(f"{source}: labels {missing} are not in class_names {names}")
         labels = np.array([index[v] for v in labels.astype(str)], np.int64)
     else:
-        if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise DataError(f"{source}: labels must be integers (or strings), got {labels.dtype} values such as {labels[:3].tolist()}")
+        numeric = np.issubdtype(labels.dtype, np.number)
+        if not numeric or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataError(f"{source}: labels must be integers (or strings), got {labels.dtype} values "
+                            f"such as {labels[:3].tolist()}")
         labels = labels.astype(np.int64)
         if labels.min() < 0:
             raise DataError(f"{source}: labels must be >= 0, got {labels.min()}")
@@ -233,7 +235,8 @@ def from_arrays(x, y, groups, order, split, seed, fs, class_names, source) -> Wi
     windows = Windows(
         x=x.astype(np.float32, copy=False), y=labels, record=group, patient=group, split=split_names,
         order=positions, class_names=names, fs=float("nan") if fs is None else float(fs),
-        meta={"source": source, "dataset": source, "params": {"split": list(split) if isinstance(split, tuple) else "given",
+        meta={"source": source, "dataset": source,
+              "params": {"split": list(split) if isinstance(split, tuple) else "given",
                                                              "seed": seed}},
     )
     require_splits(windows.split, source)

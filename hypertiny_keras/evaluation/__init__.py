@@ -1,4 +1,7 @@
-"""Evaluation protocol: smoothing, threshold tuning, metrics, cluster-bootstrap intervals, and `evaluate` of a model or `.tflite` file on `Windows`."""
+"""Evaluation protocol: smoothing, threshold tuning, metrics, cluster-bootstrap intervals.
+
+And `evaluate` of a Keras model or an int8 `.tflite` file (run in TFLM) on `Windows`.
+"""
 from hypertiny_keras.evaluation.bootstrap import (
     cluster_bootstrap_ci,
     cluster_bootstrap_samples,

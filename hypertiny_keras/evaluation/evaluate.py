@@ -68,7 +68,9 @@ def evaluate_logits(
     return evaluate_multiclass(score_inputs(test, np.asarray(test_logits)), classes, n_resamples=n_resamples, seed=seed)
 
 
-def model_outputs(model, x: np.ndarray, batch_size: int = 256, progress: bool = True, engine: str = "tflm") -> np.ndarray:
+def model_outputs(
+    model, x: np.ndarray, batch_size: int = 256, progress: bool = True, engine: str = "tflm"
+) -> np.ndarray:
     """Outputs of a Keras model, or of a `.tflite` file (bytes or path) in TFLM / LiteRT, for inputs `x` `(N, ...)`.
 
     Files are run with their own int8 input/output quantization (floats in, floats out).

@@ -121,7 +121,9 @@ def _metric_table(names, value, low, high) -> dict[str, dict[str, float]]:
             for n, v, lo, hi in zip(names, value, low, high)}
 
 
-def format_table(results: dict[str, dict], metrics: tuple[str, ...] = ("macro_f1", "roc_auc", "accuracy", "balanced_accuracy")) -> str:
+def format_table(
+    results: dict[str, dict], metrics: tuple[str, ...] = ("macro_f1", "roc_auc", "accuracy", "balanced_accuracy")
+) -> str:
     """Markdown table, one row per model: ``value [low, high]`` for each metric (and t* if any).
 
     Args:

@@ -34,7 +34,7 @@ _LAZY = {
     "add_init_subgraph": "init_subgraph",
     "frozen_equivalent": "equivalent",
     "ExportReport": "report",
-    "export_tflite": "tflite",
+    "export_tflite": "pipeline",
     "write_pair": "write",
 }
 

@@ -13,11 +13,10 @@ import pathlib
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
 from hypertiny_keras.export.errors import ExportError
 from hypertiny_keras.export.options import ExportOptions
-from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, generated_layers
+from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, generated_layers, require_functional
 
 
 @dataclasses.dataclass
@@ -105,12 +104,7 @@ def _check_weights(model: keras.Model) -> None:
 
 
 def _check_generated(model: keras.Model, layers: list[HyperPointwise]) -> PointwiseGenerator | None:
-    for inner in [model] + [layer for layer in all_layers(model) if isinstance(layer, keras.Model)]:
-        if not isinstance(inner, (Functional, keras.Sequential)):
-            raise ExportError(
-                f"{inner.name!r} is a subclassed model ({type(inner).__name__}); models with HyperPointwise "
-                "layers must be Functional or Sequential to be frozen"
-            )
+    require_functional(model, "export", ExportError)
     names = [layer.name for layer in layers]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -187,7 +187,7 @@ class KernelGenerator:
         """Writes the init-subgraph operators that synthesise the int8 kernel of `layer`.
 
         Args:
-            emitter: the `export.rewrite.Emitter` of the init subgraph.
+            emitter: the `export.emitter.Emitter` of the init subgraph.
             layer: the `HyperPointwise` layer.
             target: the int8 filter the device must produce, `(C_out * C_in,)`
                 (with `solves_target` only; else `None`).

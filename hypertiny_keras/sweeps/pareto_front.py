@@ -29,6 +29,7 @@ from typing import TextIO
 
 import numpy as np
 
+
 def _stored(input_shape, classes, widths, rank):
     from hypertiny_keras.models import stored_pw_twin
 
@@ -287,10 +288,10 @@ def _codec_point(point: dict, codec: str, path: pathlib.Path, windows, settings,
     A boot file keeps its init subgraph; the generated kernels it holds in RAM
     are the same tensors, so `generated_ram_bytes` carries over.
     """
+    from hypertiny_keras.device.runtime import tflm_arena_bytes
     from hypertiny_keras.sweeps.runner import evaluate_file
     from hypertiny_keras.tflite import weight_codecs
     from hypertiny_keras.tflite.inspect import inspect_tflite
-    from hypertiny_keras.device.runtime import tflm_arena_bytes
 
     try:
         data = weight_codecs.get(codec)(path.read_bytes())
@@ -344,7 +345,8 @@ def frontier(summary: list[dict]) -> list[dict]:
             for o in rows
         )
     ]
-    return sorted(({"variant": r["variant"], "width": r["width"]} for r in front), key=lambda r: (r["variant"], r["width"]))
+    chosen = ({"variant": r["variant"], "width": r["width"]} for r in front)
+    return sorted(chosen, key=lambda r: (r["variant"], r["width"]))
 
 
 def plot_pareto(result: dict, path: str | pathlib.Path, title: str = "") -> pathlib.Path:
@@ -426,7 +428,8 @@ def markdown(result: dict, title: str, command: str) -> str:
             f"| {r['variant']} | {r['width']} | {r['runs']}"
             + (f" ({r['failed']} refused)" if r["failed"] else "")
             + f" | {r['file_bytes']:,} | {r['weight_bytes']:,} | {r['ram_bytes']:,} | "
-            f"{r['metric_mean']:.3f} +- {r['metric_sd']:.3f} | {'yes' if (r['variant'], r['width']) in on_front else ''} |"
+            f"{r['metric_mean']:.3f} +- {r['metric_sd']:.3f} | "
+            f"{'yes' if (r['variant'], r['width']) in on_front else ''} |"
         )
     lines += ["", "Variants:", ""] + [f"- `{k}`: {v}" for k, v in result["variants"].items()]
     return "\n".join(lines) + "\n"

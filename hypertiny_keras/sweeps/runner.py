@@ -15,13 +15,13 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from hypertiny_keras.transforms.accounting import byte_table
 from hypertiny_keras.data.windows import Windows
+from hypertiny_keras.device.runtime import predict
 from hypertiny_keras.evaluation.evaluate import evaluate_logits
 from hypertiny_keras.export import ExportVerificationError, export_tflite
-from hypertiny_keras.utils.fileio import atomic_write
 from hypertiny_keras.layers import generated_layers
-from hypertiny_keras.device.runtime import predict
+from hypertiny_keras.transforms.accounting import byte_table
+from hypertiny_keras.utils.fileio import atomic_write
 
 #: Weight widths of the packed-byte accounting reported for every model.
 BITS = (8, 6, 4)
@@ -148,7 +148,8 @@ def run_model(
     bytes at 8/6/4 bits, per exported file its bytes by role, arena bytes and
     generated-weight RAM bytes) and the trained RAW model.
     """
-    from hypertiny_keras.training import TrainConfig, pack_model, train as train_model
+    from hypertiny_keras.training import TrainConfig, pack_model
+    from hypertiny_keras.training import train as train_model
 
     start = time.perf_counter()
     if spec.inputs is not None:

@@ -1,4 +1,4 @@
-"""The `.tflite` file: flatbuffer read/write (`flatbuffer`), what a file holds (`inspect`), weight codecs (`weight_codecs`).
+"""The `.tflite` file: read/write (`flatbuffer`), what it holds (`inspect`, `roles`), codecs, code patches.
 
 Below both the export pipeline and the device side; imports neither Keras
 nor TensorFlow, nor anything of `export` or `device`.

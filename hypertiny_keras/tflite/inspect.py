@@ -5,8 +5,8 @@ import math
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.tflite.roles import ROLES
 from hypertiny_keras.tflite.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model, tensor_indices
+from hypertiny_keras.tflite.roles import ROLES
 
 OPS = schema.BuiltinOperator
 
@@ -58,7 +58,8 @@ def _tensor_bytes(tensor: schema.TensorT) -> int:
 def _shape(subgraph, tensor_index: int) -> list[int]:
     if tensor_index < 0:
         return []
-    return tensor_indices(subgraph.tensors[tensor_index].shape) if subgraph.tensors[tensor_index].shape is not None else []
+    shape = subgraph.tensors[tensor_index].shape
+    return tensor_indices(shape) if shape is not None else []
 
 
 def _macs(code: int, subgraph, op) -> int:

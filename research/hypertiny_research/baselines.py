@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from hypertiny_research.hrv import NUM_FEATURES
 from hypertiny_keras.models.separable import stored_pw_twin
+from hypertiny_research.hrv import NUM_FEATURES
 
 BASELINE_NORMALIZATIONS = ("batch", "none")
 

@@ -8,11 +8,12 @@ Two entry points:
 
 The 16 features (`FEATURE_NAMES`, in this order; RR intervals in milliseconds):
 
-| group | features |
-|---|---|
-| time domain (9) | mean RR (ms), SDNN (ms), RMSSD (ms), pNN50 and pNN20 (fractions 0..1), mean and SD of the instantaneous heart rate (bpm), CVNN (SDNN / mean RR), RR range (max - min, ms) |
-| frequency domain (4) | total (0-0.4 Hz), LF (0.04-0.15 Hz) and HF (0.15-0.4 Hz) power of the RR tachogram (ms^2; Welch, `TACHOGRAM_FS` Hz, Hann segments of up to 256 samples), LF n.u. = LF / (LF + HF) (bounded 0..1, unlike LF/HF) |
-| nonlinear (3) | Poincare SD1, SD2 (ms) and SD1/SD2 |
+- time domain (9): mean RR (ms), SDNN (ms), RMSSD (ms), pNN50 and pNN20 (fractions 0..1), mean
+  and SD of the instantaneous heart rate (bpm), CVNN (SDNN / mean RR), RR range (max - min, ms);
+- frequency domain (4): total (0-0.4 Hz), LF (0.04-0.15 Hz) and HF (0.15-0.4 Hz) power of the RR
+  tachogram (ms^2; Welch, `TACHOGRAM_FS` Hz, Hann segments of up to 256 samples), LF n.u. =
+  LF / (LF + HF) (bounded 0..1, unlike LF/HF);
+- nonlinear (3): Poincare SD1, SD2 (ms) and SD1/SD2.
 
 Short windows: the spectral resolution is `fs / segment length`, so a 5 s ECG window (20 tachogram
 samples at 4 Hz) has no bin in the LF band and its LF power is 0; LF needs about 25 s or more.

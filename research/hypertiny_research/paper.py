@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from hypertiny_research.report import flash_kb, kb, load_results, mean_std
 from hypertiny_keras.utils.fileio import atomic_write
+from hypertiny_research.report import flash_kb, kb, load_results, mean_std
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,10 +9,10 @@ import numpy as np
 from absl import flags
 
 from hypertiny_keras.data.windows import Windows
-from hypertiny_research.report import write_report
 from hypertiny_keras.sweeps.runner import RunSettings
-from hypertiny_research.suite import run_suite, subsample
 from hypertiny_research.hrv import hrv_features
+from hypertiny_research.report import write_report
+from hypertiny_research.suite import run_suite, subsample
 
 FLAGS = flags.FLAGS
 #: Window caps of `--quick` runs (CI): train, val, test.

@@ -9,10 +9,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hypertiny_keras.data.windows import Windows
-from hypertiny_research.report import TEACHER, write_report
-from hypertiny_keras.sweeps.runner import ModelSpec, RunSettings, run_model, save_model_results
 from hypertiny_keras.models import ds_cnn, hypertiny_pw, stored_pw_twin
-from hypertiny_research.baselines import hrv_featnet, normalized_hrv_head, regular_cnn, resnet1d_small, tiny_separable_cnn
+from hypertiny_keras.sweeps.runner import ModelSpec, RunSettings, run_model, save_model_results
+from hypertiny_research.baselines import (
+    hrv_featnet,
+    normalized_hrv_head,
+    regular_cnn,
+    resnet1d_small,
+    tiny_separable_cnn,
+)
+from hypertiny_research.report import TEACHER, write_report
 from hypertiny_research.ternary import ternary_separable_cnn
 from hypertiny_research.vae import tiny_vae_head
 

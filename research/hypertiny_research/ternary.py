@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from hypertiny_keras.transforms.accounting import layer_tensors, byte_table, packed_bytes
-from hypertiny_research.baselines import rebuild_separable
 from hypertiny_keras.models.separable import stored_pw_twin
+from hypertiny_keras.transforms.accounting import byte_table, layer_tensors, packed_bytes
+from hypertiny_research.baselines import rebuild_separable
 
 #: TWN threshold: weights with |w| <= THRESHOLD * mean|w| of their output channel become 0.
 THRESHOLD = 0.7

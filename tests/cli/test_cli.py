@@ -98,7 +98,8 @@ def test_start_up_imports_neither_tensorflow_nor_keras():
         )
         assert not {name for name in imported if name.split(".")[0] in ("tensorflow", "keras")}, args
         assert elapsed < 3, f"hypertiny {' '.join(args)} took {elapsed:.1f} s"
-    code = "import sys, hypertiny_keras.cli.main as c; c.parser(); print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    code = ("import sys, hypertiny_keras.cli.main as c; c.parser(); "
+            "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
@@ -111,7 +112,8 @@ def test_package_is_lazy_with_todays_names():
         "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "export_tflite", "format_inspection", "freeze",
         "generated_kernels", "generated_layers", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes",
         "pareto", "plot_pareto", "stored_pw_twin",
-        "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite", "training",
+        "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
+        "training",
     ]
     assert set(ht.__all__) <= set(dir(ht)) and ht.__version__ == "0.1.0"
     assert callable(ht.freeze) and ht.freeze.__module__ == "hypertiny_keras.transforms.freezing"
@@ -157,7 +159,8 @@ def test_parser_defaults_match_the_api():
     args = cli.parser().parse_args(["export", "m.keras"])
     assert args.per_channel is True and args.synthesis == "boot" and args.io == "int8" and not args.verbose
     assert cli.parser().parse_args(["export", "m.keras", "--per-tensor"]).per_channel is False
-    assert cli.parser().parse_args(["-v", "inspect", "f"]).verbose and cli.parser().parse_args(["inspect", "-v", "f"]).verbose
+    assert cli.parser().parse_args(["-v", "inspect", "f"]).verbose
+    assert cli.parser().parse_args(["inspect", "-v", "f"]).verbose
 
 
 def test_load_array_npy_npz_and_names(tmp_path):

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from hypertiny_keras.data import DataError, load_apnea_ecg
-from hypertiny_keras.data import apnea_ecg
+from hypertiny_keras.data import DataError, apnea_ecg, load_apnea_ecg
 
 FIVE = ["a01", "a02", "b01", "c01", "x01"]
 

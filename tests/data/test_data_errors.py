@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from hypertiny_keras.data import DataError, cache, load_apnea_ecg, load_mitbih, load_ptbxl
-from hypertiny_keras.data import load_speech_commands
+from hypertiny_keras.data import DataError, cache, load_apnea_ecg, load_mitbih, load_ptbxl, load_speech_commands
 from hypertiny_keras.data.physionet import check_annotation_file
 from hypertiny_keras.data.speech_commands import read_wav
 from hypertiny_keras.data.windows import Windows

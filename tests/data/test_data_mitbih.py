@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from hypertiny_keras.data import DataError, load_mitbih, read_beats, summarize
-from hypertiny_keras.data import mitbih
+from hypertiny_keras.data import DataError, load_mitbih, mitbih, read_beats, summarize
 
 RECORDS = ["100", "101", "103"]
 

@@ -6,8 +6,15 @@ import pytest
 import scipy.fft
 import tensorflow as tf
 
-from hypertiny_keras.data import DataError, augment, load_background_noise, load_speech_commands, mfcc, training_map
-from hypertiny_keras.data import audio_frontend, speech_commands
+from hypertiny_keras.data import (
+    DataError,
+    augment,
+    load_background_noise,
+    load_speech_commands,
+    mfcc,
+    speech_commands,
+    training_map,
+)
 
 
 @pytest.fixture(scope="module")

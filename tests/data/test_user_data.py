@@ -135,7 +135,7 @@ def test_evaluate_binary_says_what_it_wants():
         scores = evaluation.score_inputs(val, np.linspace(-3, 3, len(val)))
         evaluation.evaluate_binary(scores, evaluation.score_inputs(test, np.zeros(len(test))))
     with pytest.raises(ValueError, match=r"lacks cluster"):
-        evaluation.evaluate_binary(evaluation.score_inputs(val, np.zeros(len(val))),
-                                   {"y": test.y, "score": np.zeros(len(test)), "record": test.record, "order": test.order})
+        scored = {"y": test.y, "score": np.zeros(len(test)), "record": test.record, "order": test.order}
+        evaluation.evaluate_binary(evaluation.score_inputs(val, np.zeros(len(val))), scored)
     assert evaluation.positive_probability(np.array([[0.2], [0.9]])).tolist() == [0.2, 0.9]
     assert evaluation.positive_probability(np.array([0.0, 2.0]))[0] == pytest.approx(0.5)

@@ -49,7 +49,8 @@ def test_per_operator_table_and_macs(exported):
     # Synthesis: per generated layer, g (d_z x d_h) and the head (d_h x C_out C_in).
     g = model.get_layer("pw2").generator
     assert info["macs"]["synthesis"] == 2 * (g.code_dim * g.hidden_dim + g.hidden_dim * 12 * 12)
-    assert sum(row["bytes"] for row in info["layers"]) + info["bytes_by_role"]["flatbuffer_overhead"] == len(path.read_bytes())
+    overhead = info["bytes_by_role"]["flatbuffer_overhead"]
+    assert sum(row["bytes"] for row in info["layers"]) + overhead == len(path.read_bytes())
     convs = [row for row in info["layers"] if row["operator"] == "DEPTHWISE_CONV_2D"]
     assert len(convs) == 3 and all(row["parameters"] >= 3 * 3 * 12 for row in convs)
 
@@ -61,7 +62,8 @@ def test_flash_split_ram_split_and_board_shares(exported):
     text = format_inspection(info, "nano33ble", report.arena_bytes)
     board = get_board("nano33ble")
     assert board.flash_bytes == 1 << 20 and board.ram_bytes == 256 << 10
-    assert f"flash: {report.file_bytes:,} bytes ({100 * report.file_bytes / board.flash_bytes:.2f}% of nano33ble)" in text
+    share = 100 * report.file_bytes / board.flash_bytes
+    assert f"flash: {report.file_bytes:,} bytes ({share:.2f}% of nano33ble)" in text
     assert f"RAM: {report.arena_bytes:,} bytes" in text and "generated kernels" in text
     assert "AVERAGE_POOL_2D" in text and "MACs:" in text
     assert "% of board" in report.format("nano33ble")
@@ -85,15 +87,14 @@ def test_byte_table_biases_match_the_file(exported):
 def test_cli_inspect_board_and_plot(exported, tmp_path):
     _, report, path = exported
     png = tmp_path / "bars.png"
-    run = subprocess.run([sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path), "--board", "nano33ble",
-                          "--plot", str(png)], capture_output=True, text=True, timeout=120)
+    inspect = [sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path)]
+    run = subprocess.run([*inspect, "--board", "nano33ble", "--plot", str(png)], capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stderr
     assert f"arena: {report.arena_bytes:,} bytes from boot.json" in run.stdout and png.stat().st_size > 10_000
-    bad = subprocess.run([sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path), "--board", "uno"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([*inspect, "--board", "uno"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown board 'uno'" in bad.stderr
-    as_json = json.loads(subprocess.run([sys.executable, "-m", "hypertiny_keras.cli.main", "inspect", str(path), "--json"],
-                                        capture_output=True, text=True, timeout=120).stdout)
+    as_json = json.loads(subprocess.run([*inspect, "--json"], capture_output=True, text=True, timeout=120).stdout)
     assert as_json["macs"]["steady"] == report.macs["steady"]
 
 
@@ -102,7 +103,8 @@ def test_plot_budget_leaves_the_users_backend_and_figures_alone(exported, tmp_pa
     _, _, path = exported
     code = (
         "import sys, matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; plt.figure()\n"
-        "from hypertiny_keras.device.boards import plot_budget; from hypertiny_keras.tflite.inspect import inspect_tflite\n"
+        "from hypertiny_keras.device.boards import plot_budget\n"
+        "from hypertiny_keras.tflite.inspect import inspect_tflite\n"
         "plot_budget(inspect_tflite(open(sys.argv[1], 'rb').read()), sys.argv[2], arena_bytes=12000)\n"
         "print(matplotlib.get_backend(), plt.get_fignums())"
     )

@@ -96,7 +96,8 @@ def test_parse_log_reads_failures_and_refuses_other_text():
     assert result["modes"]["BOOT"]["vectors"]["failed"] == 1 and not result["done"]
     assert summarize(result)["passed"] == summarize(result)["checked"] - 1
     # A failure with its scores: how far off, and whether the top class moved.
-    off = re.sub(r"n=4 pass=0 result=pass insns=(\d+)", r"n=4 pass=0 result=FAIL insns=\1 scores=5,-7 expected=-2,3", log)
+    off = re.sub(r"n=4 pass=0 result=pass insns=(\d+)",
+                 r"n=4 pass=0 result=FAIL insns=\1 scores=5,-7 expected=-2,3", log)
     vectors = parse_log(off)["modes"]["BOOT"]["vectors"]
     assert vectors["failed"] == 1 and vectors["max_lsb"] == 10 and vectors["class_differs"] == 1
     with pytest.raises(EmulatorError, match="no line of the emulator harness"):

@@ -24,7 +24,8 @@ LIBRARY_FILES = {"library.properties", "library.json", "src/hypertiny_app.h", "s
 def wheel(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out),
+         str(ROOT)],
         check=True, capture_output=True, timeout=600,
     )
     (path,) = out.glob("hypertiny_keras-*.whl")

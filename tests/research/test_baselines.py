@@ -1,15 +1,15 @@
 """Baseline models: sizes, one training step, frozen int8 export run in TFLM, serialization, VAE, ternary."""
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 from keras import ops
 
 from hypertiny_keras import ExportVerificationError, byte_table, export_tflite
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.tflite.flatbuffer import op_names, read_model
-from hypertiny_research.hrv import hrv_features_from_rr
+from hypertiny_keras.device.runtime import predict
 from hypertiny_keras.models import hypertiny_pw, stored_pw_twin
+from hypertiny_keras.tflite.flatbuffer import op_names, read_model
 from hypertiny_research import (
     TERNARY_LAYERS,
     TernaryDepthwiseConv1D,
@@ -24,7 +24,7 @@ from hypertiny_research import (
     tiny_separable_cnn,
     tiny_vae_head,
 )
-from hypertiny_keras.device.runtime import predict
+from hypertiny_research.hrv import hrv_features_from_rr
 
 LENGTH = 256
 #: (builder, paper's packed kB, our bytes at (1800, 1) with 2 classes) -- 1 kB = 1024 bytes.

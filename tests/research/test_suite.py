@@ -5,8 +5,8 @@ import pytest
 
 from hypertiny_keras.data import Windows
 from hypertiny_keras.sweeps.runner import RunSettings, run_model
-from hypertiny_research.suite import model_specs, run_suite
 from hypertiny_research.hrv import hrv_features_from_rr
+from hypertiny_research.suite import model_specs, run_suite
 
 FS = 4.0  # Hz, RR tachograms as Apnea-ECG `rr` windows
 
@@ -62,9 +62,9 @@ def test_groupnorm_ablation_is_the_hypertiny_backbone_with_group_norm():
 
 
 def test_results_index_sets_the_paper_figure_next_to_ours(tmp_path):
+    from hypertiny_keras.sweeps.runner import save_model_results
     from hypertiny_research.paper import REFERENCES, write_index
     from hypertiny_research.report import write_report
-    from hypertiny_keras.sweeps.runner import save_model_results
 
     windows = rr_windows()
     spec = model_specs(hrv_inputs=lambda w: hrv_features_from_rr(w.x, w.fs))["stored_pw_twin"]

@@ -16,12 +16,12 @@ import pytest
 
 from hypertiny_keras import export_tflite, hypertiny_pw
 from hypertiny_keras.cli import main as cli
-from hypertiny_keras.device import runtime
 from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.tflite.flatbuffer import read_model
+from hypertiny_keras.device import runtime
 from hypertiny_keras.device.boards import format_inspection
-from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.testing.mutation import KINDS, READERS, check_mutant, mutate
+from hypertiny_keras.tflite.flatbuffer import read_model
+from hypertiny_keras.tflite.inspect import inspect_tflite
 
 LENGTH = 64
 SEED = 20260324

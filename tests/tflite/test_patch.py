@@ -29,7 +29,8 @@ def files(tmp_path_factory):
     personalized = bytearray(base)
     for offset, length in hp.code_buffers(base).values():
         values = np.frombuffer(base[offset:offset + length], np.int8)
-        personalized[offset:offset + length] = np.clip(values.astype(int) // 2 + 17, -127, 127).astype(np.int8).tobytes()
+        changed = np.clip(values.astype(int) // 2 + 17, -127, 127).astype(np.int8)
+        personalized[offset:offset + length] = changed.tobytes()
     return base, bytes(personalized), x[:16]
 
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from hypertiny_keras import export_tflite
+from hypertiny_keras.device.runtime import predict
+from hypertiny_keras.models import stored_pw_twin
 from hypertiny_keras.tflite import weight_codecs
 from hypertiny_keras.tflite.flatbuffer import read_model, schema
 from hypertiny_keras.tflite.inspect import inspect_tflite
-from hypertiny_keras.models import stored_pw_twin
-from hypertiny_keras.device.runtime import predict
 
 LENGTH = 128
 
