@@ -167,11 +167,26 @@ def cluster_1d(values: np.ndarray, k: int, iterations: int = 25) -> np.ndarray:
 def lut4(data: bytes) -> bytes:
     """The int8 file `data` with each filter that gains by it stored as 4-bit look-up-table indices.
 
+    `lut4_tables` of the file, with the quantization DECODE never reads stripped (`strip_decode_inputs`).
+
     Raises:
         ValueError: when no filter of the file is large enough to gain from
             a per-channel table, or when the written file would not be smaller
             (DECODE's operators, tables and tensors cost more than the 4-bit
             indices save): nothing to compress.
+    """
+    coded = strip_decode_inputs(lut4_tables(data))
+    if len(coded) >= len(data):
+        raise ValueError(f"lut4: look-up tables would not save bytes here: the file would grow from {len(data):,} to "
+                         f"{len(coded):,} bytes (DECODE's operators and tables cost more than its 4-bit indices save)")
+    return coded
+
+
+def lut4_tables(data: bytes) -> bytes:
+    """What `tflite_micro.compression` writes for `lut4`: each chosen filter as 4-bit indices and tables.
+
+    Raises:
+        ValueError: when no filter of the file is large enough to gain from a per-channel table.
     """
     from tflite_micro import compression
 
@@ -194,12 +209,7 @@ def lut4(data: bytes) -> bytes:
         chosen += 1
     if not chosen:
         raise ValueError("lut4: no filter has more than 32 values per channel; a look-up table would not save bytes")
-    coded = strip_decode_inputs(bytes(compression.compress(write_model(model), builder.build())))
-    if len(coded) >= len(data):
-        raise ValueError(f"lut4: look-up tables would not save bytes here: the file would grow from {len(data):,} to "
-                         f"{len(coded):,} bytes (DECODE's operators and "
-                         "tables cost more than its 4-bit indices save)")
-    return coded
+    return bytes(compression.compress(write_model(model), builder.build()))
 
 
 def strip_decode_inputs(data: bytes) -> bytes:

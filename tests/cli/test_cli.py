@@ -108,8 +108,9 @@ def test_package_is_lazy_with_todays_names():
     import hypertiny_keras.transforms.freezing  # noqa: F401  (a submodule import leaves ht.freeze the function)
 
     assert ht.__all__ == [
-        "ByteTable", "ExportError", "ExportReport", "ExportVerificationError", "HyperPointwise", "HyperizeReport",
-        "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "export_tflite", "format_inspection", "freeze",
+        "ByteTable", "ExportError", "ExportOptions", "ExportReport", "ExportVerificationError", "HyperPointwise",
+        "HyperizeReport", "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "export_tflite",
+        "format_inspection", "freeze",
         "generated_kernels", "generated_layers", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes",
         "pareto", "plot_pareto", "stored_pw_twin",
         "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
@@ -282,3 +283,33 @@ def test_compress_writes_a_smaller_file_that_tflm_runs(quickstart, tmp_path):
     assert not (tmp_path / "l.tflite").exists()
     _one_line_error(_run("compress", tmp_path / "none.tflite", "--codec", "int4", "--out", tmp_path / "x.tflite",
                          check=False), "none.tflite")
+
+
+def test_patch_make_inspect_apply_and_refusals(quickstart, tmp_path):
+    from hypertiny_keras.tflite.patch import code_buffers
+
+    out, _ = quickstart
+    base_path = out / "model_boot_int8.tflite"
+    base = base_path.read_bytes()
+    changed = bytearray(base)
+    for offset, length in code_buffers(base).values():
+        changed[offset:offset + length] = bytes((b + 3) % 256 for b in base[offset:offset + length])
+    mine, key = tmp_path / "mine.tflite", tmp_path / "device.key"
+    mine.write_bytes(bytes(changed))
+    key.write_bytes(bytes(range(32)))
+    made = _run("patch", "make", base_path, mine, "--key-file", key, "--counter", 7, "--out", tmp_path / "p.bin")
+    patch = (tmp_path / "p.bin").read_bytes()
+    assert made.stdout.startswith(f"{tmp_path / 'p.bin'}: {len(patch)} bytes") and len(patch) <= 51
+    shown = json.loads(_run("patch", "inspect", tmp_path / "p.bin", "--key-file", key, "--json").stdout)
+    assert shown["authenticated"] and shown["counter"] == 7 and shown["bytes"] == len(patch)
+    _run("patch", "apply", base_path, tmp_path / "p.bin", "--key-file", key, "--out", tmp_path / "applied.tflite")
+    assert (tmp_path / "applied.tflite").read_bytes() == bytes(changed)
+    (tmp_path / "bad.bin").write_bytes(patch[:-1] + bytes([patch[-1] ^ 1]))
+    for args, message in (
+        (("apply", base_path, tmp_path / "bad.bin"), "tag does not match"),
+        (("apply", base_path, tmp_path / "p.bin", "--last-counter", 7), "replayed"),
+        (("apply", mine, tmp_path / "p.bin"), "another base file"),
+    ):
+        target = tmp_path / "never.tflite"
+        _one_line_error(_run("patch", *args, "--key-file", key, "--out", target, check=False), message)
+        assert not target.exists()

@@ -106,12 +106,7 @@ def test_lut4_strips_only_unread_quantization(int8_file):
 
 
 def _unstripped_lut4(data):
-    original = weight_codecs.strip_decode_inputs
-    try:
-        weight_codecs.strip_decode_inputs = lambda d: d
-        return weight_codecs.lut4(data)
-    finally:
-        weight_codecs.strip_decode_inputs = original
+    return weight_codecs.lut4_tables(data)
 
 
 def test_lut4_refuses_a_file_with_nothing_to_gain(tmp_path):
