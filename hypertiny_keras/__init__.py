@@ -38,6 +38,8 @@ _API = {
     "export_tflite": "hypertiny_keras.export",
     "format_inspection": "hypertiny_keras.device.boards",
     "inspect_tflite": "hypertiny_keras.tflite.inspect",
+    "personalize": "hypertiny_keras.training.personalize",
+    "codes_file": "hypertiny_keras.training.personalize",
     "pareto": "hypertiny_keras.sweeps.pareto_front",
     "plot_pareto": "hypertiny_keras.sweeps.pareto_front",
 }

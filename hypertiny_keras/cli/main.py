@@ -1,4 +1,4 @@
-"""The `hypertiny` command: quickstart, export, arduino-library, compress, inspect, emulate, data summary.
+"""The `hypertiny` command: quickstart, export, arduino-library, compress, inspect, emulate, patch, data summary.
 
 Errors are one line on stderr and exit status 2; `-v` adds the traceback and
 lets TensorFlow's and the converter's own output through.
@@ -337,6 +337,28 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--json", metavar="FILE", help="write every figure (and the board's log) to FILE")
     m.set_defaults(run=_emulate)
 
+    pa = sub.add_parser("patch", help="code patches: make, apply or inspect an authenticated patch of a boot file")
+    psub = pa.add_subparsers(dest="patch_command", required=True)
+    pm = psub.add_parser("make", help="the patch that turns BASE into PERSONALIZED (only code bytes may differ)")
+    pm.add_argument("base", help="the base boot .tflite every device holds")
+    pm.add_argument("personalized", help="the same file with only its code tensors changed")
+    pm.add_argument("--key-file", required=True, help="the HMAC key: a file of 16 bytes or more")
+    pm.add_argument("--counter", type=int, required=True, help="1..2^32-1, above any counter the device applied")
+    pm.add_argument("--out", required=True, help="the patch file to write")
+    pm.set_defaults(run=_patch_make)
+    pp = psub.add_parser("apply", help="check a patch (tag, base, counter, records) and write the patched file")
+    pp.add_argument("base")
+    pp.add_argument("patch")
+    pp.add_argument("--key-file", required=True)
+    pp.add_argument("--last-counter", type=int, default=0, help="the largest counter already applied (default 0)")
+    pp.add_argument("--out", required=True, help="the patched .tflite to write")
+    pp.set_defaults(run=_patch_apply)
+    pi = psub.add_parser("inspect", help="a patch's header, records and bytes (the tag checked with --key-file)")
+    pi.add_argument("patch")
+    pi.add_argument("--key-file")
+    pi.add_argument("--json", action="store_true")
+    pi.set_defaults(run=_patch_inspect)
+
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("summary", help="windows, classes and records per split")
@@ -344,9 +366,60 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
-    for subparser in (q, e, a, c, i, m, d, s):  # -v also after the command; its default stays the main parser's
+    # -v also after the command; its default stays the main parser's
+    for subparser in (q, e, a, c, i, m, pa, pm, pp, pi, d, s):
         _add_verbose(subparser, argparse.SUPPRESS)
     return p
+
+
+def _key(args) -> bytes:
+    return _existing_file(args.key_file, "--key-file").read_bytes()
+
+
+def _write_new(path: str, data: bytes, inputs: tuple[str, ...]) -> None:
+    """Write `data` to `path` atomically; refuse a directory or a path that is one of the inputs."""
+    from hypertiny_keras.utils.fileio import atomic_write
+
+    out = pathlib.Path(path)
+    if out.is_dir():
+        raise ValueError(f"--out {path} is a directory")
+    if out.exists() and any(out.resolve() == pathlib.Path(i).resolve() for i in inputs):
+        raise ValueError(f"--out {path} is one of the inputs; write to another file")
+    atomic_write(out, data)
+
+
+def _patch_make(args) -> None:
+    from hypertiny_keras.tflite.patch import describe_patch, make_patch
+
+    base, personalized = _existing_file(args.base).read_bytes(), _existing_file(args.personalized).read_bytes()
+    key = _key(args)
+    patch = make_patch(base, personalized, key, args.counter)
+    _write_new(args.out, patch, (args.base, args.personalized, args.key_file))
+    split = describe_patch(patch, key)["byte_split"]
+    print(f"{args.out}: {len(patch)} bytes (" + ", ".join(f"{k} {v}" for k, v in split.items()) + ")")
+
+
+def _patch_apply(args) -> None:
+    from hypertiny_keras.tflite.patch import apply_patch
+
+    base = _existing_file(args.base).read_bytes()
+    patched = apply_patch(base, _existing_file(args.patch).read_bytes(), _key(args), args.last_counter)
+    _write_new(args.out, patched, (args.base, args.patch, args.key_file))
+    print(f"{args.out}: {len(patched):,} bytes, the base with its code bytes patched")
+
+
+def _patch_inspect(args) -> None:
+    from hypertiny_keras.tflite.patch import describe_patch
+
+    info = describe_patch(_existing_file(args.patch).read_bytes(), _key(args) if args.key_file else None)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    tag = {True: "authenticated", None: "tag not checked (no --key-file)"}[info["authenticated"]]
+    print(f"{args.patch}: {info['bytes']} bytes, counter {info['counter']}, base {info['base_id']}, {tag}")
+    print("  bytes: " + ", ".join(f"{k} {v}" for k, v in info["byte_split"].items()))
+    for record in info["records"]:
+        print(f"  buffer {record['buffer']}: {record['bytes']} bytes, int8 {record['int8']}")
 
 
 def _add_dense_scales(p: argparse.ArgumentParser) -> None:

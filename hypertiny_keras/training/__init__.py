@@ -1,7 +1,7 @@
 """Training of HyperTinyPW models: the Eq. 5 objective inside `model.fit`, AdamW with
 gradient clipping and a weight EMA, validation macro-F1 early stopping, NaN-safe
-checkpoint/resume (`train`), and post-training packing of the generated path
-(`pack_model`)."""
+checkpoint/resume (`train`), post-training packing of the generated path
+(`pack_model`), and per-subject fine-tuning of a named part (`personalize`)."""
 from hypertiny_keras.training.callbacks import (
     EpochSnapshot,
     NonFiniteLossGuard,
@@ -12,23 +12,29 @@ from hypertiny_keras.training.callbacks import (
 from hypertiny_keras.training.checkpoint import copy_model, read_checkpoint, write_checkpoint
 from hypertiny_keras.training.distiller import Distiller
 from hypertiny_keras.training.packing import PackedModel, pack_model, packed_variables, quantize_symmetric
+from hypertiny_keras.training.personalize import TRAINABLE, Personalized, codes_file, personalize, tuned_variables
 from hypertiny_keras.training.trainer import TrainConfig, TrainResult, train
 
 __all__ = [
+    "TRAINABLE",
     "Distiller",
     "EpochSnapshot",
     "NonFiniteLossGuard",
     "PackedModel",
+    "Personalized",
     "TrainConfig",
     "TrainResult",
     "ValidationMacroF1",
     "WeightEMA",
+    "codes_file",
     "copy_model",
     "pack_model",
     "packed_variables",
+    "personalize",
     "quantize_symmetric",
     "read_checkpoint",
     "train",
+    "tuned_variables",
     "validation_macro_f1",
     "write_checkpoint",
 ]

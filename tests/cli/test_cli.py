@@ -109,10 +109,10 @@ def test_package_is_lazy_with_todays_names():
 
     assert ht.__all__ == [
         "ByteTable", "ExportError", "ExportOptions", "ExportReport", "ExportVerificationError", "HyperPointwise",
-        "HyperizeReport", "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "export_tflite",
+        "HyperizeReport", "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "codes_file", "export_tflite",
         "format_inspection", "freeze",
         "generated_kernels", "generated_layers", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes",
-        "pareto", "plot_pareto", "stored_pw_twin",
+        "pareto", "personalize", "plot_pareto", "stored_pw_twin",
         "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
         "training",
     ]

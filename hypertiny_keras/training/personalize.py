@@ -1,0 +1,242 @@
+"""`personalize`: adapt one shipped model to one subject by fine-tuning only the named part of it.
+
+The job only generation can do: every generated kernel is steered by its
+layer's code `z_l` through the generator all layers share, so tuning the
+codes alone (`trainable="codes"`) changes every generated layer, and the
+deployed difference is a patch of a few dozen bytes (`tflite.patch`,
+`personalized_file`). The other choices are the peers it is measured
+against: `"classifier"` (the last Dense layer), `"bias"` (every bias and
+BatchNorm beta, TinyTL-style), `"codes+bias"`, and `"all"` (every weight).
+
+Training is full-batch Adam on the subject's labelled windows, BatchNorm in
+inference mode (its statistics stay the global model's), with optional
+rehearsal windows from the training set mixed in at equal weight (a subject
+whose adaptation data holds no positive example then keeps the global
+decision), and early stopping on a held-out part of the subject's data (the
+weights of the step with the lowest held-out loss are kept). The gradient is
+taken with TensorFlow (the package's backend); the rest is Keras 3 API.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from hypertiny_keras.layers import generated_layers, require_functional
+from hypertiny_keras.training.checkpoint import copy_model
+
+#: What `personalize` can tune.
+TRAINABLE = ("codes", "codes+bias", "classifier", "bias", "all")
+
+
+@dataclasses.dataclass
+class Personalized:
+    """What `personalize` returns.
+
+    `model` is a new Keras model (the base is untouched); `trainable` the
+    choice; `values` how many values it could change; `steps` the steps run
+    and `best_step` the one kept (0: the base weights were best on the
+    held-out windows); `history` the per-step `{"loss", "held_out_loss"}`.
+    """
+
+    model: keras.Model
+    trainable: str
+    values: int
+    steps: int
+    best_step: int
+    history: list[dict]
+    base_codes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def codes(self) -> dict[str, np.ndarray]:
+        """`{generated layer name: its code z_l}` of the personalized model, float32 `(d_z,)`."""
+        return _codes(self.model)
+
+
+def _codes(model: keras.Model) -> dict[str, np.ndarray]:
+    return {layer.name: keras.ops.convert_to_numpy(layer.code) for layer in generated_layers(model)
+            if getattr(layer, "code", None) is not None}
+
+
+def _is_bias(variable, layer) -> bool:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return variable is layer.beta
+    return variable.path.rsplit("/", 1)[-1] == "bias" and not hasattr(layer, "hidden_dim")  # not the generator's
+
+
+def tuned_variables(model: keras.Model, trainable: str) -> list:
+    """The variables `personalize(model, ..., trainable=trainable)` tunes, in model order.
+
+    Raises:
+        ValueError: an unknown choice, or a model without what it names (codes need generated
+            layers whose kernel generator reads a code: dense, factorized, lowrank_shared,
+            kronecker_shared).
+    """
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}; got {trainable!r}")
+    chosen: list = []
+    if "codes" in trainable:
+        codes = [layer.code for layer in generated_layers(model) if getattr(layer, "code", None) is not None]
+        if not codes:
+            raise ValueError("trainable='codes' needs generated layers that read a code (kernel generators dense, "
+                             "factorized, lowrank_shared, kronecker_shared); this model has none")
+        chosen += codes
+    if trainable == "classifier":
+        dense = [layer for layer in _layers(model) if isinstance(layer, keras.layers.Dense)]
+        if not dense:
+            raise ValueError("trainable='classifier' needs a Dense layer; this model has none")
+        chosen += list(dense[-1].trainable_weights)
+    if "bias" in trainable:
+        chosen += [v for layer in _layers(model) for v in layer.weights if v.trainable and _is_bias(v, layer)]
+    if trainable == "all":
+        chosen = list(model.trainable_weights)
+    seen: set[int] = set()
+    return [v for v in chosen if not (id(v) in seen or seen.add(id(v)))]
+
+
+def _layers(model: keras.Model) -> list:
+    out = []
+    for layer in model.layers:
+        out += _layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return out
+
+
+def _check_windows(name: str, x, y, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    expected = tuple(model.inputs[0].shape[1:])
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) == 0:
+        raise ValueError(f"{name} windows must have shape (n, {', '.join(map(str, expected))}) with n >= 1, "
+                         f"got {x.shape}")
+    if y.shape != (len(x),):
+        raise ValueError(f"{name} labels must have shape ({len(x)},), got {y.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} windows hold NaN or infinite values")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ValueError(f"{name} labels must be integers >= 0")
+    return x, y.astype(np.int64)
+
+
+def personalize(
+    model: keras.Model,
+    x,
+    y,
+    trainable: str = "codes",
+    rehearsal: tuple | None = None,
+    held_out_fraction: float = 0.25,
+    steps: int = 150,
+    learning_rate: float = 1e-2,
+    patience: int = 30,
+    seed: int = 0,
+) -> Personalized:
+    """Fine-tune only `trainable` of a copy of `model` on one subject's labelled windows.
+
+    Args:
+        model: a functional Keras model (e.g. `hypertiny_pw`), trained on many subjects.
+        x: the subject's adaptation windows `(n, *input_shape)`, in time order.
+        y: their integer labels `(n,)`.
+        trainable: one of `TRAINABLE`.
+        rehearsal: `(x_r, y_r)` windows of the training set mixed into every step
+            (weighted so that they count as much as the subject's windows), or None.
+        held_out_fraction: the last part of the subject's windows (in time) held out
+            for early stopping; 0 trains on all of them for `steps` steps.
+        steps: most full-batch Adam steps.
+        learning_rate: Adam's.
+        patience: steps without a lower held-out loss before stopping.
+        seed: seeds Keras (dropout, if any).
+
+    Returns:
+        `Personalized` (the new model, and what was tuned).
+
+    Raises:
+        ValueError: a subclassed model, windows or labels of the wrong shape, NaNs,
+            a bad fraction, or a `trainable` the model cannot serve (`tuned_variables`).
+    """
+    import tensorflow as tf
+
+    require_functional(model, "personalize")
+    x, y = _check_windows("subject", x, y, model)
+    if not 0 <= held_out_fraction < 1:
+        raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
+    held = int(round(len(x) * held_out_fraction))
+    if held_out_fraction and (held == 0 or held == len(x)):
+        raise ValueError(f"{len(x)} window(s) cannot be split {held_out_fraction:g} held out; give more or 0")
+    fit_x, fit_y, val_x, val_y = x[:len(x) - held], y[:len(y) - held], x[len(x) - held:], y[len(y) - held:]
+    weights = np.ones(len(fit_x), np.float32)
+    if rehearsal is not None:
+        rx, ry = _check_windows("rehearsal", *rehearsal, model)
+        fit_x, fit_y = np.concatenate([fit_x, rx]), np.concatenate([fit_y, ry])
+        weights = np.concatenate([weights, np.full(len(rx), len(weights) / len(rx), np.float32)])
+    keras.utils.set_random_seed(seed)
+    tuned = copy_model(model)
+    base_codes = _codes(tuned)
+    variables = tuned_variables(tuned, trainable)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(variables)
+
+    def held_out_loss() -> float:
+        return float(loss_fn(val_y, tuned(val_x, training=False))) if held else float("nan")
+
+    best = (held_out_loss(), 0, [v.numpy() for v in variables])
+    history, step = [], 0
+    for step in range(1, steps + 1):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(fit_y, tuned(fit_x, training=False), sample_weight=weights)  # BatchNorm in inference mode
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        current = held_out_loss()
+        history.append({"loss": float(loss), "held_out_loss": current})
+        if held and current < best[0]:
+            best = (current, step, [v.numpy() for v in variables])
+        elif held and step - best[1] >= patience:
+            break
+    if held:
+        for variable, value in zip(variables, best[2]):
+            variable.assign(value)
+    return Personalized(model=tuned, trainable=trainable, values=int(sum(np.prod(v.shape) for v in variables)),
+                        steps=step, best_step=best[1] if held else step, history=history, base_codes=base_codes)
+
+
+def codes_file(base: bytes, personalized: Personalized) -> bytes:
+    """The deployed personalized model: the base boot file with only its code bytes replaced.
+
+    Each generated layer's tuned code is quantized with the scale and zero point
+    its code tensor has in the base file (every other byte, scales included,
+    stays the base's), so `tflite.patch.make_patch(base, codes_file(...), ...)`
+    carries it to a device that holds the base. A code tensor of the file is
+    matched to its layer by the base model's own quantized code.
+
+    Args:
+        base: the base model's boot `.tflite` bytes (exported from the model given to `personalize`).
+        personalized: what `personalize(..., trainable="codes")` returned.
+
+    Raises:
+        ValueError: the file's code tensors do not hold the base model's codes (another
+            model's file), or the personalization changed more than the codes.
+    """
+    from hypertiny_keras.tflite.flatbuffer import read_model
+    from hypertiny_keras.tflite.patch import code_buffers
+
+    if personalized.trainable != "codes":
+        raise ValueError(f"only a codes-only personalization deploys as a code patch; this one tuned "
+                         f"{personalized.trainable!r} (re-export the model instead)")
+    spans = code_buffers(base)
+    model = read_model(base)
+    quantization = {t.buffer: t.quantization for g in model.subgraphs for t in g.tensors if t.buffer in spans}
+    out = bytearray(base)
+    free = dict(spans)
+    for name, code in personalized.base_codes.items():
+        matches = []
+        for index, (offset, length) in free.items():
+            q = quantization[index]
+            scale, zero = float(q.scale[0]), int(q.zeroPoint[0])
+            expected = np.clip(np.round(code / scale) + zero, -127, 127).astype(np.int8)
+            if length == expected.size and bytes(base[offset:offset + length]) == expected.tobytes():
+                matches.append((index, scale, zero))
+        if not matches:
+            raise ValueError(f"layer {name!r}: no code tensor of the base file holds its code: export the base "
+                             "file from the model given to personalize")
+        index, scale, zero = matches[0]
+        offset, length = free.pop(index)
+        tuned = personalized.codes()[name]
+        out[offset:offset + length] = np.clip(np.round(tuned / scale) + zero, -127, 127).astype(np.int8).tobytes()
+    return bytes(out)
