@@ -6,7 +6,8 @@ checkout, `hypertiny_keras/device/tflm_app` links to the top-level
 for a wheel, an editable install and a checkout:
 
     library.properties, library.json   the Arduino / PlatformIO library manifests
-    src/                               the portable core (HyperTinyPW.h, hypertiny_app.h/.cc)
+    src/                               the portable core (HyperTinyPW.h, hypertiny_app.h/.cc,
+                                       hypertiny_patch.h/.cc: verifying and applying code patches)
     examples/HyperTinyPW/HyperTinyPW.ino   the sketch `hypertiny export --arduino` copies
     emulator/                          the emulated Cortex-M4F harness (`hypertiny emulate`)
 """
@@ -31,6 +32,8 @@ LIBRARY_FILES = (
     "src/HyperTinyPW.h",
     "src/hypertiny_app.h",
     "src/hypertiny_app.cc",
+    "src/hypertiny_patch.h",
+    "src/hypertiny_patch.cc",
     str(EXAMPLE_SKETCH),
 )
 #: Files of the emulator harness (relative to `tflm_app`).
