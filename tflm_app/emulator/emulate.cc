@@ -12,6 +12,13 @@
 //   EVENT invoke=<k> depth=<d> op=<name> insns=<n>     (per operator, MicroProfilerInterface)
 //   DONE failures=<n>
 //
+// With a patch_test.h in the sketch folder (hand-made for now: a code patch of
+// the model, its key, the code-buffer targets, and the int8 outputs the
+// patched model gives for the test windows) it also prints, before DONE:
+//
+//   PATCH case=<name> status=<patch status> setup=<s> patched=0|1 counter=<n> insns=<n>
+//   PATCH_VECTOR model=base|patched n=<i> result=pass|FAIL insns=<n> [scores=.. expected=..]
+//
 // Every vector is classified 1 + kRepeats times; the first pass is compared
 // with the expected int8 outputs (the TFLM Python wheel's), the repeats too.
 #include <cstdint>
@@ -24,6 +31,10 @@
 #include "model_ops.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "test_vectors.h"
+#if __has_include("patch_test.h")
+#include "patch_test.h"
+#define HYPERTINY_PATCH_TEST 1
+#endif
 
 namespace {
 
@@ -170,6 +181,66 @@ int profile() {
   return failures;
 }
 
+#ifdef HYPERTINY_PATCH_TEST
+// patch_test.h: kPatchTestPatch[kPatchTestPatchBytes], kPatchTestKey[kPatchTestKeyBytes],
+// kPatchTestTargets[kPatchTestTargetCount], kPatchTestCounter, kPatchTestExpected[tests][output].
+alignas(16) uint8_t g_slot_b[kPatchTestModelBytes];
+uint8_t g_bad_patch[kPatchTestPatchBytes];
+
+// One apply; prints its PATCH line. Returns 1 if `expected` is not what happened.
+int patch_case(const char* name, HypertinyPatchSlots& slots, const uint8_t* patch, size_t bytes,
+               HypertinyPatchStatus expected, bool patched_after) {
+  HypertinyStatus setup = HypertinyStatus::kOk;
+  const uint32_t start = board_ticks();
+  const HypertinyPatchStatus status = hypertiny_apply_patch(slots, patch, bytes, HypertinyMode::kBoot, &setup);
+  const uint32_t ticks = board_ticks() - start;
+  board_print("PATCH case=%s status=%s setup=%s patched=%d counter=%lu insns=%lu\n", name,
+              hypertiny_patch_status_name(status), hypertiny_status_name(setup), hypertiny_patched() ? 1 : 0,
+              static_cast<unsigned long>(slots.last_counter), static_cast<unsigned long>(insns(ticks)));
+  return status == expected && setup == HypertinyStatus::kOk && hypertiny_patched() == patched_after ? 0 : 1;
+}
+
+// Every test vector on the running model against `expected`.
+int patch_vectors(const int8_t (*expected)[kHypertinyOutputBytes], const char* model) {
+  int failures = 0;
+  int8_t scores[kHypertinyOutputBytes > 0 ? kHypertinyOutputBytes : 1];
+  for (int n = 0; n < kHypertinyTestCount; ++n) {
+    const HypertinyStatus s = hypertiny_classify(kHypertinyTestWindows[n], scores);
+    const bool ok = s == HypertinyStatus::kOk && std::memcmp(scores, expected[n], kHypertinyOutputBytes) == 0;
+    failures += ok ? 0 : 1;
+    board_print("PATCH_VECTOR model=%s n=%d result=%s insns=%lu", model, n, ok ? "pass" : "FAIL",
+                static_cast<unsigned long>(insns(hypertiny_last_inference_us())));
+    if (!ok) {
+      print_scores("scores", scores);
+      print_scores("expected", expected[n]);
+    }
+    board_print("\n");
+  }
+  return failures;
+}
+
+// The base, a refused (tampered) patch that leaves it running, the patch, a replay of it.
+int patch_run() {
+  if (kPatchTestModelBytes < g_model_len || hypertiny_setup(g_config, HypertinyMode::kBoot) != HypertinyStatus::kOk) {
+    board_print("LOG patch test: setup failed or slot B smaller than the model\n");
+    return 1;
+  }
+  HypertinyPatchSlots slots = {g_slot_b, sizeof(g_slot_b), kPatchTestKey, kPatchTestKeyBytes, kPatchTestTargets,
+                               kPatchTestTargetCount, kPatchTestCounter - 1};
+  std::memcpy(g_bad_patch, kPatchTestPatch, kPatchTestPatchBytes);
+  g_bad_patch[kHypertinyPatchHeaderBytes + kHypertinyPatchRecordHeaderBytes] ^= 1;  // a code byte
+  int failures = patch_case("tampered", slots, g_bad_patch, kPatchTestPatchBytes, HypertinyPatchStatus::kBadTag,
+                            false);
+  failures += patch_vectors(kHypertinyTestExpected, "base");
+  failures += patch_case("valid", slots, kPatchTestPatch, kPatchTestPatchBytes, HypertinyPatchStatus::kOk, true);
+  failures += patch_vectors(kPatchTestExpected, "patched");
+  failures += patch_case("replayed", slots, kPatchTestPatch, kPatchTestPatchBytes, HypertinyPatchStatus::kReplayed,
+                         true);
+  failures += patch_vectors(kPatchTestExpected, "patched");
+  return failures;
+}
+#endif
+
 // A loop of exactly 4 instructions an iteration checks the counter's scale.
 void calibrate() {
   constexpr uint32_t kLoops = 250000;
@@ -202,6 +273,9 @@ int main() {
   int failures = run(HypertinyMode::kBoot, "BOOT");
   failures += run(HypertinyMode::kLazy, "LAZY");
   failures += profile();
+#ifdef HYPERTINY_PATCH_TEST
+  failures += patch_run();
+#endif
   board_print("DONE failures=%d\n", failures);
   return failures == 0 ? 0 : 1;
 }

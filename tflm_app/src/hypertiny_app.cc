@@ -23,6 +23,9 @@ namespace {
 // The sketch's model, arena (all tensors, the allocator's bookkeeping and the
 // resource variables: the synthesised kernels) and op resolver.
 HypertinyConfig g_config = {};
+// The config the sketch last gave hypertiny_setup(): its model is slot A, the
+// base of code patches (g_config.model is slot B while a patch runs).
+HypertinyConfig g_base = {};
 
 // What a resolver returns: TfLiteRegistration in TFLM of 2023 (the Arduino
 // libraries), TFLMRegistration later.
@@ -217,7 +220,9 @@ void hypertiny_set_platform(HypertinyLogFn log, HypertinyMicrosFn micros) {
   g_micros = micros;
 }
 
-HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode) {
+namespace {
+
+HypertinyStatus setup_on(const HypertinyConfig& config, HypertinyMode mode) {
   teardown();
   if (config.model == nullptr || config.arena == nullptr || config.resolver == nullptr) {
     g_config = {};
@@ -271,6 +276,52 @@ HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mod
   g_ready = true;
   return HypertinyStatus::kOk;
 }
+
+}  // namespace
+
+HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode) {
+  g_base = config;
+  return setup_on(config, mode);
+}
+
+HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uint8_t* patch, size_t patch_bytes,
+                                           HypertinyMode mode, HypertinyStatus* setup) {
+  if (setup != nullptr) *setup = HypertinyStatus::kOk;
+  if (g_base.model == nullptr) {
+    if (setup != nullptr) *setup = HypertinyStatus::kNotSetUp;
+    return HypertinyPatchStatus::kBadArgument;
+  }
+  // Verified against slot A while the current model keeps running.
+  const HypertinyPatchStatus checked =
+      hypertiny_patch_check(patch, patch_bytes, g_base.model, g_base.model_bytes, slots.key, slots.key_bytes,
+                            slots.last_counter, slots.targets, slots.n_targets, nullptr);
+  if (checked != HypertinyPatchStatus::kOk) {
+    log_line("hypertiny: patch refused: %s", hypertiny_patch_status_name(checked));
+    return checked;
+  }
+  if (slots.ram == nullptr || slots.ram_bytes < g_base.model_bytes) return HypertinyPatchStatus::kBadArgument;
+  teardown();  // the interpreter may be reading slot B
+  HypertinyPatchInfo info;
+  const HypertinyPatchStatus applied = hypertiny_patch_apply(
+      patch, patch_bytes, g_base.model, g_base.model_bytes, slots.key, slots.key_bytes, slots.last_counter,
+      slots.targets, slots.n_targets, slots.ram, slots.ram_bytes, &info);
+  HypertinyConfig patched = g_base;
+  patched.model = slots.ram;
+  const HypertinyStatus status =
+      applied == HypertinyPatchStatus::kOk ? setup_on(patched, mode) : HypertinyStatus::kConfig;
+  if (setup != nullptr) *setup = status;
+  if (status != HypertinyStatus::kOk) {
+    log_line("hypertiny: the patched model did not set up (%s): back to the base", hypertiny_status_name(status));
+    setup_on(g_base, mode);
+    return applied;
+  }
+  slots.last_counter = info.counter;
+  log_line("hypertiny: patch %u applied: %u code buffer(s), %u bytes", static_cast<unsigned>(info.counter),
+           static_cast<unsigned>(info.records), static_cast<unsigned>(info.value_bytes));
+  return HypertinyPatchStatus::kOk;
+}
+
+bool hypertiny_patched() { return g_ready && g_base.model != nullptr && g_config.model != g_base.model; }
 
 HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores) {
   if (!g_ready) return HypertinyStatus::kNotSetUp;

@@ -21,6 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "hypertiny_patch.h"
+
 namespace tflite {
 class MicroOpResolver;
 class MicroProfilerInterface;
@@ -107,5 +109,34 @@ bool hypertiny_has_init_subgraph();   // the model synthesises its kernels
 uint32_t hypertiny_last_inference_us();  // microseconds of the last classify
 
 const char* hypertiny_status_name(HypertinyStatus status);
+
+// Code patches (hypertiny_patch.h): slot A is the base model the sketch gave
+// hypertiny_setup() (config.model, g_model in flash; never written), slot B a
+// 16-byte aligned RAM array of at least config.model_bytes (the RAM cost of
+// patching: one model copy).
+struct HypertinyPatchSlots {
+  uint8_t* ram;                          // slot B
+  size_t ram_bytes;
+  const uint8_t* key;                    // the HMAC key (16 bytes or more)
+  size_t key_bytes;
+  const HypertinyPatchTarget* targets;   // the base's code buffers
+  size_t n_targets;
+  uint32_t last_counter;                 // raised to the patch's counter when it runs
+};
+
+// Verifies `patch` against slot A (hypertiny_patch_check). On a refusal
+// nothing changes: the model that was running keeps running, slot B is not
+// written, and *setup is kOk. On OK: stops the interpreter, writes slot A +
+// the patch's records into slot B and sets the interpreter up on slot B with
+// the last hypertiny_setup()'s arena and resolver, in `mode` (kBoot: the init
+// subgraph re-synthesises the kernels from the new codes now); *setup is that
+// setup's status. If it fails, the core sets the base up again (and
+// last_counter is not raised). Needs a hypertiny_setup() first (else
+// kBadArgument and *setup = kNotSetUp). `setup` may be null.
+HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uint8_t* patch, size_t patch_bytes,
+                                           HypertinyMode mode, HypertinyStatus* setup);
+
+// Whether the interpreter runs slot B (a patched model) rather than the base.
+bool hypertiny_patched();
 
 #endif  // HYPERTINY_APP_H_
