@@ -23,9 +23,22 @@
 //                                       by spaces or commas
 //                  "T"                 run the compiled-in test windows again
 //                  "I"                 print the figures again
+//                  "P <hex>"           a code patch (`hypertiny patch make`), in
+//                                       hex; only with a patch_config.h here
 //   board -> host  "R <class> <s0> ... <sK-1> <us>"  predicted class (argmax),
 //                                       the K int8 scores, microseconds
-//                  "E <message>"       the line was not understood
+//                  "A <counter> <us>"  the patch was verified and the patched
+//                                       model runs (kernels re-synthesised)
+//                  "E <message>"       the line was not understood, or the
+//                                       patch refused ("E patch BAD_TAG", ...)
+//
+// Code patches need a patch_config.h in this folder (hand-written for now,
+// tflm_app/README.md "Code patches on the device"): HYPERTINY_PATCH_MODEL_BYTES
+// (= g_model_len), kHypertinyPatchKey[] and kHypertinyPatchKeyBytes (the HMAC
+// key), kHypertinyPatchTargets[] and kHypertinyPatchTargetCount (the base's
+// code buffers). The patched model lives in RAM (one model copy); after a
+// reset the base runs again and the counter starts from 0 (nothing is kept
+// in flash yet).
 #if !__has_include("model_data.h")
 #error "HyperTinyPW: no model here. Run `hypertiny export --arduino <sketch folder> MODEL.tflite` and open the sketch it writes (see the top of this file)."
 #else
@@ -38,6 +51,10 @@
 #include "model_ops.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "test_vectors.h"
+#if __has_include("patch_config.h")
+#include "patch_config.h"
+#define HYPERTINY_PATCHES 1
+#endif
 
 // The tensor arena and the op resolver of exactly the model's operators
 // (model_ops.h), handed to the library's core with the model.
@@ -50,6 +67,16 @@ static const HypertinyMode kMode = HypertinyMode::kBoot;
 static int8_t g_window[kHypertinyInputBytes];
 static int8_t g_scores[kHypertinyOutputBytes];
 static char g_line[96];
+
+#ifdef HYPERTINY_PATCHES
+// Slot B: the patched model, in RAM. Slot A is g_model in flash.
+alignas(16) static uint8_t g_slot_b[HYPERTINY_PATCH_MODEL_BYTES];
+static HypertinyPatchSlots g_slots = {g_slot_b, sizeof(g_slot_b), kHypertinyPatchKey, kHypertinyPatchKeyBytes,
+                                      kHypertinyPatchTargets, kHypertinyPatchTargetCount, 0};
+#endif
+static uint8_t g_patch[512];  // a patch being read ("P" line)
+static size_t g_patch_bytes = 0;
+static int g_nibble = -1;     // the high half of the byte being read, or -1
 
 static void platform_log(const char* line) { Serial.println(line); }
 static uint32_t platform_micros() { return micros(); }
@@ -78,6 +105,7 @@ static void print_figures() {
   snprintf(g_line, sizeof(g_line), "synthesis us: %lu (%s)", static_cast<unsigned long>(hypertiny_synthesis_us()),
            kMode == HypertinyMode::kBoot ? "boot: the synthesis alone, in setup" : "lazy: paid by the first window");
   Serial.println(g_line);
+  if (hypertiny_patched()) Serial.println("patched model: the test windows' expected scores are the base's");
 }
 
 // Classifies the compiled-in windows. A window passes when all its int8
@@ -137,9 +165,49 @@ static void end_value() {
   g_value = 0;
 }
 
+static void read_hex(char c) {
+  const int v = c >= '0' && c <= '9' ? c - '0' : (c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                  : (c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1));
+  if (c == ' ' || c == '\t') return;
+  if (v < 0 || (g_nibble >= 0 && g_patch_bytes >= sizeof(g_patch))) {
+    g_bad = true;
+  } else if (g_nibble < 0) {
+    g_nibble = v;
+  } else {
+    g_patch[g_patch_bytes++] = static_cast<uint8_t>(g_nibble << 4 | v);
+    g_nibble = -1;
+  }
+}
+
+static void apply_patch() {
+#ifdef HYPERTINY_PATCHES
+  if (g_bad || g_nibble >= 0) {
+    Serial.println("E patch: not an even number of hex digits, or over 512 bytes");
+    return;
+  }
+  const uint32_t start = micros();
+  HypertinyStatus setup = HypertinyStatus::kOk;
+  const HypertinyPatchStatus status = hypertiny_apply_patch(g_slots, g_patch, g_patch_bytes, kMode, &setup);
+  const uint32_t took = micros() - start;
+  if (status == HypertinyPatchStatus::kOk && setup == HypertinyStatus::kOk) {
+    snprintf(g_line, sizeof(g_line), "A %lu %lu", static_cast<unsigned long>(g_slots.last_counter),
+             static_cast<unsigned long>(took));
+  } else {
+    snprintf(g_line, sizeof(g_line), "E patch %s%s%s", hypertiny_patch_status_name(status),
+             setup == HypertinyStatus::kOk ? "" : ", setup: ",
+             setup == HypertinyStatus::kOk ? "" : hypertiny_status_name(setup));
+  }
+  Serial.println(g_line);
+#else
+  Serial.println("E patches are off: no patch_config.h in the sketch folder");
+#endif
+}
+
 static void end_line() {
   end_value();
-  if (g_command == 'T') {
+  if (g_command == 'P') {
+    apply_patch();
+  } else if (g_command == 'T') {
     run_tests();
   } else if (g_command == 'I') {
     print_figures();
@@ -160,11 +228,13 @@ static void end_line() {
              g_bad ? " (some out of range or not numbers)" : "");
     Serial.println(g_line);
   } else if (g_command != 0) {
-    Serial.println("E unknown command (W, T or I)");
+    Serial.println("E unknown command (W, T, I or P)");
   }
   g_command = 0;
   g_count = 0;
   g_bad = false;
+  g_patch_bytes = 0;
+  g_nibble = -1;
 }
 
 static void read_serial() {
@@ -175,6 +245,8 @@ static void read_serial() {
       end_line();
     } else if (g_command == 0) {
       g_command = c == ' ' ? 0 : c;
+    } else if (g_command == 'P') {
+      read_hex(c);
     } else if (c >= '0' && c <= '9') {
       g_value = g_value < 1000 ? g_value * 10 + (c - '0') : g_value;
       g_in_value = true;
