@@ -126,6 +126,7 @@ def personalize(
     steps: int = 150,
     learning_rate: float = 1e-2,
     patience: int = 30,
+    class_weight: str | None = "balanced",
     seed: int = 0,
 ) -> Personalized:
     """Fine-tune only `trainable` of a copy of `model` on one subject's labelled windows.
@@ -142,6 +143,9 @@ def personalize(
         steps: most full-batch Adam steps.
         learning_rate: Adam's.
         patience: steps without a lower held-out loss before stopping.
+        class_weight: `"balanced"`: the subject's windows are weighted so that each class
+            present counts equally (a record with few positive beats still moves the decision
+            for them); None: every window weighs 1.
         seed: seeds Keras (dropout, if any).
 
     Returns:
@@ -160,8 +164,14 @@ def personalize(
     held = int(round(len(x) * held_out_fraction))
     if held_out_fraction and (held == 0 or held == len(x)):
         raise ValueError(f"{len(x)} window(s) cannot be split {held_out_fraction:g} held out; give more or 0")
+    if class_weight not in ("balanced", None):
+        raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
     fit_x, fit_y, val_x, val_y = x[:len(x) - held], y[:len(y) - held], x[len(x) - held:], y[len(y) - held:]
     weights = np.ones(len(fit_x), np.float32)
+    if class_weight == "balanced":
+        classes, counts = np.unique(fit_y, return_counts=True)
+        per_class = dict(zip(classes.tolist(), (len(fit_y) / (len(classes) * counts)).tolist()))
+        weights = np.array([per_class[c] for c in fit_y.tolist()], np.float32)
     if rehearsal is not None:
         rx, ry = _check_windows("rehearsal", *rehearsal, model)
         fit_x, fit_y = np.concatenate([fit_x, rx]), np.concatenate([fit_y, ry])
