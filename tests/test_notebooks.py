@@ -9,8 +9,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "colab").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_exist_and_are_stored_clean():
-    assert [p.name for p in NOTEBOOKS] == ["bring_your_own_data.ipynb", "quickstart.ipynb", "your_own_model.ipynb"]
+def test_the_notebooks_exist_and_are_stored_clean():
+    assert [p.name for p in NOTEBOOKS] == [
+        "bring_your_own_data.ipynb", "personalize.ipynb", "quickstart.ipynb", "your_own_model.ipynb",
+    ]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
         code = [cell for cell in book.cells if cell.cell_type == "code"]
