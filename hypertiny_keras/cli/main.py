@@ -114,7 +114,8 @@ def _export_arduino(args) -> None:
 
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
-                            library=args.library)
+                            library=args.library,
+                            patch_key=_key(args) if args.patch_key_file else None)
     print(json.dumps(result, indent=2))
     # What a person needs next; stdout stays the JSON report.
     lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; "
@@ -297,6 +298,9 @@ def parser() -> argparse.ArgumentParser:
         "--library", choices=sorted(ARDUINO_LIBRARIES), default=DEFAULT_ARDUINO_LIBRARY,
         help="with --arduino: the TFLM Arduino library the sketch includes (tflm_library.h)",
     )
+    e.add_argument("--patch-key-file", metavar="FILE",
+                   help="with --arduino: this device's HMAC key (16 bytes or more): the sketch applies code patches "
+                        "(patch_config.h holds the key: keep the folder private)")
     e.set_defaults(run=_export)
 
     a = sub.add_parser("arduino-library", help="write the HyperTinyPW Arduino library (for the Arduino IDE)")

@@ -380,3 +380,69 @@ def test_missing_device_sources_give_one_clear_error(tmp_path, monkeypatch):
         monkeypatch.undo()
         sources.tflm_app.cache_clear()
     assert sources.tflm_app() == TFLM_APP
+
+
+PATCH_CHECK = r"""
+#include <cstdio>
+#include <vector>
+#include "hypertiny_patch.h"
+#include "patch_config.h"
+
+static std::vector<uint8_t> slurp(const char* path) {
+  std::vector<uint8_t> data;
+  FILE* f = fopen(path, "rb");
+  for (int c; f && (c = fgetc(f)) != EOF;) data.push_back(static_cast<uint8_t>(c));
+  if (f) fclose(f);
+  return data;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) return 3;
+  std::vector<uint8_t> model = slurp(argv[1]), patch = slurp(argv[2]);
+  if (model.size() != HYPERTINY_PATCH_MODEL_BYTES) return 4;
+  HypertinyPatchInfo info;
+  HypertinyPatchStatus status = hypertiny_patch_check(patch.data(), patch.size(), model.data(), model.size(),
+                                                      kHypertinyPatchKey, kHypertinyPatchKeyBytes, 0,
+                                                      kHypertinyPatchTargets, kHypertinyPatchTargetCount, &info);
+  printf("%s\n", hypertiny_patch_status_name(status));
+  return 0;
+}
+"""
+
+
+def test_patch_key_writes_a_patch_table_the_core_accepts(exported, tmp_path):
+    """`patch_key`: patch_config.h holds the key and the base's code buffers; the core checks a real patch with it."""
+    from hypertiny_keras.tflite.patch import code_buffers, make_patch
+
+    boot, key = exported["boot"], bytes(range(100, 132))
+    sketch = tmp_path / "Patched"
+    report = export_arduino(str(boot["path"]), str(sketch), patch_key=key)
+    header = (sketch / "patch_config.h").read_text()
+    assert "patch_config.h" in report["files"] and _define(header, "HYPERTINY_PATCH_MODEL_BYTES") == len(boot["data"])
+    assert bytes(_array(header, "kHypertinyPatchKey").astype(np.uint8)) == key
+    targets = _array(header, "kHypertinyPatchTargets").reshape(-1, 3)
+    assert {int(b): (int(o), int(n)) for b, o, n in targets} == code_buffers(boot["data"])
+    assert report["budget"]["ram_used_bytes"] == report["arena_bytes"] + len(boot["data"])
+
+    changed = bytearray(boot["data"])
+    for offset, length in code_buffers(boot["data"]).values():
+        changed[offset:offset + length] = bytes((b + 1) % 256 for b in changed[offset:offset + length])
+    (tmp_path / "ok.bin").write_bytes(make_patch(boot["data"], bytes(changed), key, 1))
+    (tmp_path / "other.bin").write_bytes(make_patch(boot["data"], bytes(changed), bytes(32), 1))
+    (tmp_path / "check.cc").write_text(PATCH_CHECK)
+    binary = tmp_path / "check"
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-I", str(TFLM_APP / "src"), "-I", str(sketch),
+                    str(tmp_path / "check.cc"), str(TFLM_APP / "src" / "hypertiny_patch.cc"), "-o", str(binary)],
+                   check=True, capture_output=True, timeout=300)
+    for patch, status in (("ok.bin", "OK"), ("other.bin", "BAD_TAG")):
+        run = subprocess.run([str(binary), str(boot["path"]), str(tmp_path / patch)], capture_output=True, text=True)
+        assert run.returncode == 0 and run.stdout.strip() == status, (patch, run.stdout, run.stderr)
+
+    # Without a key the table of the earlier export goes (its offsets describe this model only).
+    again = export_arduino(str(boot["path"]), str(sketch))
+    assert "patch_config.h" in again["removed"] and not (sketch / "patch_config.h").exists()
+    with pytest.raises(ValueError, match="no code tensors"):
+        export_arduino(str(exported["frozen"]["path"]), str(tmp_path / "Frozen"), patch_key=key)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        export_arduino(str(boot["path"]), str(tmp_path / "Short"), patch_key=b"short")
+    assert not (tmp_path / "Frozen").exists() and not (tmp_path / "Short").exists()

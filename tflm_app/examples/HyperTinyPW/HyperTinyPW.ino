@@ -32,8 +32,8 @@
 //                  "E <message>"       the line was not understood, or the
 //                                       patch refused ("E patch BAD_TAG", ...)
 //
-// Code patches need a patch_config.h in this folder (hand-written for now,
-// tflm_app/README.md "Code patches on the device"): HYPERTINY_PATCH_MODEL_BYTES
+// Code patches need a patch_config.h in this folder (`hypertiny export --arduino
+// DIR boot.tflite --patch-key-file KEY` writes it; tflm_app/README.md): HYPERTINY_PATCH_MODEL_BYTES
 // (= g_model_len), kHypertinyPatchKey[] and kHypertinyPatchKeyBytes (the HMAC
 // key), kHypertinyPatchTargets[] and kHypertinyPatchTargetCount (the base's
 // code buffers). The patched model lives in RAM (one model copy); after a
