@@ -250,3 +250,92 @@ def codes_file(base: bytes, personalized: Personalized) -> bytes:
         tuned = personalized.codes()[name]
         out[offset:offset + length] = np.clip(np.round(tuned / scale) + zero, -127, 127).astype(np.int8).tobytes()
     return bytes(out)
+
+
+def refine_codes(
+    base: bytes,
+    start: bytes,
+    x,
+    y,
+    steps: tuple[int, ...] = (8, 2, 1),
+    rounds: int = 2,
+    class_weight: str | None = "balanced",
+) -> tuple[bytes, dict]:
+    """Search the int8 code values of a code-patched file directly, scored by the file itself in TFLM.
+
+    `codes_file` rounds the tuned float codes with the base file's code scale;
+    the base's later quantization (the generator output, the kernels) was
+    fitted to the base codes, so new codes may saturate there. This search
+    moves one code byte at a time by +-`steps` (coarse to fine), keeping a
+    move when the cross-entropy of the patched file's dequantized TFLM outputs
+    on `(x, y)` falls: what the device will compute is what is optimised.
+
+    Args:
+        base: the base boot file's bytes.
+        start: a file whose code bytes start the search (`codes_file(base, ...)`, or `base`).
+        x: windows `(n, *input_shape)` (the subject's adaptation windows, with rehearsal
+            windows if wanted).
+        y: their integer labels `(n,)`.
+        steps: int8 step sizes tried, in order.
+        rounds: passes over every code byte per step size.
+        class_weight: `"balanced"` or None, as in `personalize`.
+
+    Returns:
+        `(file, info)`: the best file found (only code bytes differ from `base`) and
+        `{"loss_start", "loss", "evaluations", "moves"}`.
+    """
+    from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
+    from hypertiny_keras.tflite.patch import code_buffers
+
+    spans = code_buffers(base)
+    model = _check_model_bytes(base, start, spans)
+    x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
+    input_q, output_q = io_quantization(model)
+    inputs = input_q.quantize(x)
+    arena = tflm_arena_bytes(model)  # the same for every candidate: only constant bytes change
+    classes, counts = np.unique(y, return_counts=True)
+    weights = (dict(zip(classes.tolist(), (len(y) / (len(classes) * counts)).tolist())) if class_weight == "balanced"
+               else dict.fromkeys(classes.tolist(), 1.0))
+    w = np.array([weights[c] for c in y.tolist()])
+
+    def loss(candidate: bytes) -> float:
+        logits = output_q.dequantize(run_tflm(candidate, inputs, arena).outputs).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return float(-(w * log_p[np.arange(len(y)), y]).sum() / w.sum())
+
+    best = bytearray(model)
+    best_loss = start_loss = loss(bytes(best))
+    evaluations, moves = 1, 0
+    positions = [offset + i for offset, length in spans.values() for i in range(length)]
+    for step in steps:
+        for _ in range(rounds):
+            improved = False
+            for position in positions:
+                value = best[position] - 256 if best[position] > 127 else best[position]  # the int8 value
+                for candidate_value in (value + step, value - step):
+                    if not -127 <= candidate_value <= 127:
+                        continue
+                    candidate = bytearray(best)
+                    candidate[position] = candidate_value & 0xFF
+                    current = loss(bytes(candidate))
+                    evaluations += 1
+                    if current < best_loss:
+                        best, best_loss, improved, moves = candidate, current, True, moves + 1
+                        break
+            if not improved:
+                break
+    return bytes(best), {"loss_start": start_loss, "loss": best_loss, "evaluations": evaluations, "moves": moves}
+
+
+def _check_model_bytes(base: bytes, start: bytes, spans: dict[int, tuple[int, int]]) -> bytes:
+    """`start`, checked to differ from `base` in code bytes only."""
+    if len(start) != len(base):
+        raise ValueError(f"start has {len(start):,} bytes, the base {len(base):,}: it must be a code-patched base")
+    inside = np.zeros(len(base), bool)
+    for offset, length in spans.values():
+        inside[offset:offset + length] = True
+    differs = np.frombuffer(base, np.uint8) != np.frombuffer(start, np.uint8)
+    if (differs & ~inside).any():
+        raise ValueError("start differs from the base outside its code tensors")
+    return bytes(start)

@@ -74,3 +74,19 @@ def test_refusals_in_one_line(base):
         with pytest.raises(ValueError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_refine_codes_lowers_the_files_own_loss_and_changes_codes_only(base, tmp_path):
+    from hypertiny_keras.training.personalize import refine_codes
+
+    model, (x, y), (xs, ys) = base
+    path = tmp_path / "base.tflite"
+    export_tflite(model, x[:64], path, synthesis="boot")
+    base_file = path.read_bytes()
+    start = codes_file(base_file, personalize(model, xs, ys, trainable="codes", steps=20, patience=20))
+    found, info = refine_codes(base_file, start, xs[:120], ys[:120], steps=(8,), rounds=1)
+    assert info["loss"] <= info["loss_start"] and info["evaluations"] >= 2
+    assert (info["moves"] > 0) == (found != start)
+    hp.make_patch(base_file, found, KEY, counter=1)  # refuses any byte changed outside the codes
+    with pytest.raises(ValueError, match="outside its code tensors"):
+        refine_codes(base_file, base_file[:-1] + bytes([base_file[-1] ^ 1]), xs[:10], ys[:10])
