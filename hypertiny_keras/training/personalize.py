@@ -260,6 +260,7 @@ def refine_codes(
     steps: tuple[int, ...] = (8, 2, 1),
     rounds: int = 2,
     class_weight: str | None = "balanced",
+    held_out: tuple | None = None,
 ) -> tuple[bytes, dict]:
     """Search the int8 code values of a code-patched file directly, scored by the file itself in TFLM.
 
@@ -279,10 +280,14 @@ def refine_codes(
         steps: int8 step sizes tried, in order.
         rounds: passes over every code byte per step size.
         class_weight: `"balanced"` or None, as in `personalize`.
+        held_out: `(x_h, y_h)` windows not searched on: after every pass the file is scored
+            on them too, and the file returned is the one with the lowest held-out loss
+            (the start included). None: the file with the lowest loss on `(x, y)`.
 
     Returns:
-        `(file, info)`: the best file found (only code bytes differ from `base`) and
-        `{"loss_start", "loss", "evaluations", "moves"}`.
+        `(file, info)`: the file kept (only code bytes differ from `base`) and
+        `{"loss_start", "loss", "held_out_start", "held_out", "evaluations", "moves"}` (the
+        held-out figures None without `held_out`).
     """
     from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
     from hypertiny_keras.tflite.patch import code_buffers
@@ -298,14 +303,22 @@ def refine_codes(
                else dict.fromkeys(classes.tolist(), 1.0))
     w = np.array([weights[c] for c in y.tolist()])
 
-    def loss(candidate: bytes) -> float:
-        logits = output_q.dequantize(run_tflm(candidate, inputs, arena).outputs).astype(np.float64)
+    def cross_entropy(candidate: bytes, q_inputs, labels, weight) -> float:
+        logits = output_q.dequantize(run_tflm(candidate, q_inputs, arena).outputs).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return float(-(w * log_p[np.arange(len(y)), y]).sum() / w.sum())
+        return float(-(weight * log_p[np.arange(len(labels)), labels]).sum() / weight.sum())
 
+    def loss(candidate: bytes) -> float:
+        return cross_entropy(candidate, inputs, y, w)
+
+    if held_out is not None:
+        hx, hy = np.asarray(held_out[0], np.float32), np.asarray(held_out[1]).astype(np.int64)
+        h_inputs, h_w = input_q.quantize(hx), np.array([weights.get(c, 1.0) for c in hy.tolist()])
     best = bytearray(model)
     best_loss = start_loss = loss(bytes(best))
+    kept = (cross_entropy(model, h_inputs, hy, h_w) if held_out is not None else start_loss, model)
+    held_start = kept[0] if held_out is not None else None
     evaluations, moves = 1, 0
     positions = [offset + i for offset, length in spans.values() for i in range(length)]
     for step in steps:
@@ -323,9 +336,14 @@ def refine_codes(
                     if current < best_loss:
                         best, best_loss, improved, moves = candidate, current, True, moves + 1
                         break
+            score = cross_entropy(bytes(best), h_inputs, hy, h_w) if held_out is not None else best_loss
+            if score < kept[0]:
+                kept = (score, bytes(best))
             if not improved:
                 break
-    return bytes(best), {"loss_start": start_loss, "loss": best_loss, "evaluations": evaluations, "moves": moves}
+    return kept[1], {"loss_start": start_loss, "loss": loss(kept[1]) if held_out is not None else best_loss,
+                     "held_out_start": held_start, "held_out": kept[0] if held_out is not None else None,
+                     "evaluations": evaluations, "moves": moves}
 
 
 def _check_model_bytes(base: bytes, start: bytes, spans: dict[int, tuple[int, int]]) -> bytes:

@@ -85,8 +85,11 @@ def test_refine_codes_lowers_the_files_own_loss_and_changes_codes_only(base, tmp
     base_file = path.read_bytes()
     start = codes_file(base_file, personalize(model, xs, ys, trainable="codes", steps=20, patience=20))
     found, info = refine_codes(base_file, start, xs[:120], ys[:120], steps=(8,), rounds=1)
-    assert info["loss"] <= info["loss_start"] and info["evaluations"] >= 2
+    assert info["loss"] <= info["loss_start"] and info["evaluations"] >= 2 and info["held_out"] is None
     assert (info["moves"] > 0) == (found != start)
+    kept, held = refine_codes(base_file, start, xs[:80], ys[:80], steps=(8,), rounds=1, held_out=(xs[80:], ys[80:]))
+    assert held["held_out"] <= held["held_out_start"]
+    assert (kept == start) == (held["held_out"] == held["held_out_start"])
     hp.make_patch(base_file, found, KEY, counter=1)  # refuses any byte changed outside the codes
     with pytest.raises(ValueError, match="outside its code tensors"):
         refine_codes(base_file, base_file[:-1] + bytes([base_file[-1] ^ 1]), xs[:10], ys[:10])
