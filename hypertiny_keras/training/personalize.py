@@ -25,6 +25,7 @@ import numpy as np
 
 from hypertiny_keras.layers import generated_layers, require_functional
 from hypertiny_keras.training.checkpoint import copy_model
+from hypertiny_keras.training.trainer import sample_weights
 
 #: What `personalize` can tune.
 TRAINABLE = ("codes", "codes+bias", "classifier", "bias", "all")
@@ -167,11 +168,7 @@ def personalize(
     if class_weight not in ("balanced", None):
         raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
     fit_x, fit_y, val_x, val_y = x[:len(x) - held], y[:len(y) - held], x[len(x) - held:], y[len(y) - held:]
-    weights = np.ones(len(fit_x), np.float32)
-    if class_weight == "balanced":
-        classes, counts = np.unique(fit_y, return_counts=True)
-        per_class = dict(zip(classes.tolist(), (len(fit_y) / (len(classes) * counts)).tolist()))
-        weights = np.array([per_class[c] for c in fit_y.tolist()], np.float32)
+    weights = sample_weights(fit_y, class_weight)
     if rehearsal is not None:
         rx, ry = _check_windows("rehearsal", *rehearsal, model)
         fit_x, fit_y = np.concatenate([fit_x, rx]), np.concatenate([fit_y, ry])
@@ -298,10 +295,8 @@ def refine_codes(
     input_q, output_q = io_quantization(model)
     inputs = input_q.quantize(x)
     arena = tflm_arena_bytes(model)  # the same for every candidate: only constant bytes change
-    classes, counts = np.unique(y, return_counts=True)
-    weights = (dict(zip(classes.tolist(), (len(y) / (len(classes) * counts)).tolist())) if class_weight == "balanced"
-               else dict.fromkeys(classes.tolist(), 1.0))
-    w = np.array([weights[c] for c in y.tolist()])
+    w = sample_weights(y, class_weight)
+    weights = dict(zip(y.tolist(), w.tolist()))  # the held-out windows weigh as the searched ones of their class
 
     def cross_entropy(candidate: bytes, q_inputs, labels, weight) -> float:
         logits = output_q.dequantize(run_tflm(candidate, q_inputs, arena).outputs).astype(np.float64)

@@ -127,7 +127,9 @@ class TrainResult:
     stop_reason: str
 
 
-def _sample_weights(y: np.ndarray, class_weight) -> np.ndarray:
+def sample_weights(y: np.ndarray, class_weight) -> np.ndarray:
+    """Per-window weights `(n,)` float32: None -> 1, `"balanced"` -> each class present counts equally,
+    or a `{label: weight}` table (labels missing from it weigh 1)."""
     if class_weight is None:
         return np.ones(len(y), np.float32)
     if class_weight == "balanced":
@@ -259,7 +261,7 @@ def train(
     fit_kwargs = {"shuffle": False}
     if isinstance(train_data, tuple):
         x, y = (np.asarray(a) for a in train_data)
-        w = _sample_weights(y, config.class_weight)
+        w = sample_weights(y, config.class_weight)
         data = _batches(x, y, w, config.batch_size, config.seed, first_epoch, config.epochs)
         fit_kwargs["steps_per_epoch"] = math.ceil(len(y) / config.batch_size)
     else:

@@ -15,7 +15,7 @@ from hypertiny_keras.training import (
     read_checkpoint,
     train,
 )
-from hypertiny_keras.training.trainer import _sample_weights
+from hypertiny_keras.training.trainer import sample_weights
 
 X, Y = make_beats(100, length=32, seed=3)  # 100 windows: batches of 32 leave a short last one
 VAL = make_beats(60, length=32, seed=4)
@@ -111,9 +111,9 @@ def test_early_stopping_on_validation_macro_f1_with_a_dataset():
 
 
 def test_class_weight_balanced():
-    w = _sample_weights(np.array([0, 0, 0, 1]), "balanced")
+    w = sample_weights(np.array([0, 0, 0, 1]), "balanced")
     np.testing.assert_allclose(w, [4 / 6, 4 / 6, 4 / 6, 2.0])
-    np.testing.assert_allclose(_sample_weights(np.array([0, 1]), {1: 3.0}), [1.0, 3.0])
+    np.testing.assert_allclose(sample_weights(np.array([0, 1]), {1: 3.0}), [1.0, 3.0])
 
 
 def test_quantize_symmetric_grid():
