@@ -142,13 +142,15 @@ def make_patch(base: bytes, personalized: bytes, key: bytes, counter: int) -> by
     return body + _tag(key, body)
 
 
-def read_patch(patch: bytes, key: bytes) -> Patch:
-    """Parse `patch` and check its structure and tag (not its base or counter: `apply_patch` does).
+def read_patch(patch: bytes, key: bytes | None) -> Patch:
+    """Parse `patch` and check its structure and, with `key`, its tag (not its base or counter: `apply_patch` does).
+
+    `key=None` reads the fields without authenticating them (`describe_patch` of a patch whose key is not at hand).
 
     Raises:
         PatchError: truncated or trailing bytes, wrong magic or version, or a tag that `key` does not give.
     """
-    key = _check_key(key)
+    key = None if key is None else _check_key(key)
     patch = bytes(patch)
     if len(patch) < _HEADER.size + TAG_BYTES:
         raise PatchError(f"the patch is truncated: {len(patch)} bytes, a patch has at least "
@@ -159,7 +161,7 @@ def read_patch(patch: bytes, key: bytes) -> Patch:
     if version != VERSION:
         raise PatchError(f"patch version {version} is not supported (this package reads version {VERSION})")
     body, tag = patch[:-TAG_BYTES], patch[-TAG_BYTES:]
-    if not hmac.compare_digest(_tag(key, body), tag):
+    if key is not None and not hmac.compare_digest(_tag(key, body), tag):
         raise PatchError("the patch's tag does not match: wrong key, or the patch was altered or truncated")
     records, position = {}, _HEADER.size
     for _ in range(count):
@@ -192,7 +194,7 @@ def apply_patch(base: bytes, patch: bytes, key: bytes, last_counter: int = 0) ->
             another base file, a replayed counter, a record naming a buffer that is not a
             code tensor of the base, or of another length than that buffer.
     """
-    parsed = read_patch(patch, key)
+    parsed = read_patch(patch, _check_key(key))  # a key is required here: never an unauthenticated patch
     if parsed.base_id != base_id(base):
         raise PatchError(f"the patch was made for another base file (id {parsed.base_id.hex()}, "
                          f"this file {base_id(base).hex()})")
@@ -215,20 +217,8 @@ def describe_patch(patch: bytes, key: bytes | None = None) -> dict:
 
     Without `key` the tag is not checked (`authenticated` is None) and nothing read is trusted.
     """
-    if key is None:
-        body = bytes(patch)
-        try:
-            _, _, base, counter, count = _HEADER.unpack_from(body)
-            records, position = {}, _HEADER.size
-            for _ in range(count):
-                index, length = _RECORD.unpack_from(body, position)
-                records[index] = body[position + _RECORD.size:position + _RECORD.size + length]
-                position += _RECORD.size + length
-        except struct.error:
-            raise PatchError(f"the patch is truncated: {len(body)} bytes") from None
-        parsed, authenticated = Patch(base, counter, records, len(body)), None
-    else:
-        parsed, authenticated = read_patch(patch, key), True
+    parsed = read_patch(patch, key)
+    authenticated = None if key is None else True
     return {
         "bytes": parsed.size,
         "byte_split": parsed.byte_split(),
