@@ -23,7 +23,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from hypertiny_keras.layers import generated_layers, require_functional
+from hypertiny_keras.layers import all_layers, generated_layers, require_functional
 from hypertiny_keras.training.checkpoint import copy_model
 from hypertiny_keras.training.trainer import sample_weights
 
@@ -96,10 +96,8 @@ def tuned_variables(model: keras.Model, trainable: str) -> list:
 
 
 def _layers(model: keras.Model) -> list:
-    out = []
-    for layer in model.layers:
-        out += _layers(layer) if isinstance(layer, keras.Model) else [layer]
-    return out
+    """The layers of `model` that hold weights of their own (nested models expanded, not listed)."""
+    return [layer for layer in all_layers(model) if not isinstance(layer, keras.Model)]
 
 
 def _check_windows(name: str, x, y, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
