@@ -5,7 +5,8 @@
 //   patch_harness hmac KEYFILE FILE
 //       prints HMAC-SHA256(key, FILE) in hex
 //   patch_harness apply MODEL PATCH KEY LAST_COUNTER TARGETS OUT [inplace]
-//       TARGETS: a text file of "buffer offset length" lines. Runs hypertiny_patch_check, then
+//       TARGETS: a text file of "buffer offset length" lines. Runs hypertiny_patch_check (and
+//       hypertiny_patch_check_id with the base's hash: the same status), then
 //       hypertiny_patch_apply into a RAM copy (slot B; or into the model itself with `inplace`),
 //       prints the status name (and on OK "counter N records N bytes N"), writes OUT only on OK.
 //       Exit code 0 on OK, 3 on a refusal, 2 on a usage or I/O error.
@@ -85,6 +86,17 @@ int main(int argc, char** argv) {
   const HypertinyPatchStatus check = hypertiny_patch_check(patch.data(), patch.size(), model.data(), model.size(),
                                                            key.data(), key.size(), last_counter, targets.data(),
                                                            targets.size(), &checked);
+  // The same check with the base id given (the core hashes its base once): the same status.
+  uint8_t digest[32];
+  hypertiny_sha256(model.data(), model.size(), digest);
+  const HypertinyPatchStatus check_id = hypertiny_patch_check_id(
+      patch.data(), patch.size(), digest, model.size(), key.data(), key.size(), last_counter, targets.data(),
+      targets.size(), nullptr);
+  if (check_id != check) {
+    std::printf("MISMATCH check %s check_id %s\n", hypertiny_patch_status_name(check),
+                hypertiny_patch_status_name(check_id));
+    return 2;
+  }
   // Slot B: a RAM copy the size of the model, filled with a marker so a partial write would show.
   std::vector<uint8_t> slot_b(model.size(), 0xA5);
   const std::vector<uint8_t> before_a = model;

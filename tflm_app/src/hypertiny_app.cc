@@ -26,6 +26,8 @@ HypertinyConfig g_config = {};
 // The config the sketch last gave hypertiny_setup(): its model is slot A, the
 // base of code patches (g_config.model is slot B while a patch runs).
 HypertinyConfig g_base = {};
+uint8_t g_base_id[kHypertinyPatchBaseIdBytes];  // SHA-256(g_base.model)[:8], once g_base_id_known
+bool g_base_id_known = false;
 
 // What a resolver returns: TfLiteRegistration in TFLM of 2023 (the Arduino
 // libraries), TFLMRegistration later.
@@ -280,6 +282,7 @@ HypertinyStatus setup_on(const HypertinyConfig& config, HypertinyMode mode) {
 }  // namespace
 
 HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode) {
+  if (config.model != g_base.model || config.model_bytes != g_base.model_bytes) g_base_id_known = false;
   g_base = config;
   return setup_on(config, mode);
 }
@@ -291,10 +294,17 @@ HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uin
     if (setup != nullptr) *setup = HypertinyStatus::kNotSetUp;
     return HypertinyPatchStatus::kBadArgument;
   }
+  // Slot A's id is hashed once (constant); then each patch costs an HMAC over it, not a hash of the model.
+  if (!g_base_id_known) {
+    uint8_t digest[32];
+    hypertiny_sha256(g_base.model, g_base.model_bytes, digest);
+    std::memcpy(g_base_id, digest, sizeof(g_base_id));
+    g_base_id_known = true;
+  }
   // Verified against slot A while the current model keeps running.
   const HypertinyPatchStatus checked =
-      hypertiny_patch_check(patch, patch_bytes, g_base.model, g_base.model_bytes, slots.key, slots.key_bytes,
-                            slots.last_counter, slots.targets, slots.n_targets, nullptr);
+      hypertiny_patch_check_id(patch, patch_bytes, g_base_id, g_base.model_bytes, slots.key, slots.key_bytes,
+                               slots.last_counter, slots.targets, slots.n_targets, nullptr);
   if (checked != HypertinyPatchStatus::kOk) {
     log_line("hypertiny: patch refused: %s", hypertiny_patch_status_name(checked));
     return checked;
@@ -302,9 +312,9 @@ HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uin
   if (slots.ram == nullptr || slots.ram_bytes < g_base.model_bytes) return HypertinyPatchStatus::kBadArgument;
   teardown();  // the interpreter may be reading slot B
   HypertinyPatchInfo info;
-  const HypertinyPatchStatus applied = hypertiny_patch_apply(
-      patch, patch_bytes, g_base.model, g_base.model_bytes, slots.key, slots.key_bytes, slots.last_counter,
-      slots.targets, slots.n_targets, slots.ram, slots.ram_bytes, &info);
+  const HypertinyPatchStatus applied = hypertiny_patch_apply_id(
+      patch, patch_bytes, g_base.model, g_base_id, g_base.model_bytes, slots.key, slots.key_bytes,
+      slots.last_counter, slots.targets, slots.n_targets, slots.ram, slots.ram_bytes, &info);
   HypertinyConfig patched = g_base;
   patched.model = slots.ram;
   const HypertinyStatus status =

@@ -148,12 +148,12 @@ void hypertiny_hmac_sha256(const uint8_t* key, size_t key_len, const uint8_t* da
   std::memset(block, 0, sizeof(block));
 }
 
-HypertinyPatchStatus hypertiny_patch_check(const uint8_t* patch, size_t patch_len, const uint8_t* model,
-                                           size_t model_len, const uint8_t* key, size_t key_len,
-                                           uint32_t last_counter, const HypertinyPatchTarget* targets,
-                                           size_t n_targets, HypertinyPatchInfo* out) {
+HypertinyPatchStatus hypertiny_patch_check_id(const uint8_t* patch, size_t patch_len, const uint8_t* base_id,
+                                              size_t model_len, const uint8_t* key, size_t key_len,
+                                              uint32_t last_counter, const HypertinyPatchTarget* targets,
+                                              size_t n_targets, HypertinyPatchInfo* out) {
   typedef HypertinyPatchStatus S;
-  if (patch == nullptr || model == nullptr || key == nullptr || key_len < kHypertinyPatchMinKeyBytes ||
+  if (patch == nullptr || base_id == nullptr || key == nullptr || key_len < kHypertinyPatchMinKeyBytes ||
       (targets == nullptr && n_targets > 0)) {
     return S::kBadArgument;
   }
@@ -193,9 +193,7 @@ HypertinyPatchStatus hypertiny_patch_check(const uint8_t* patch, size_t patch_le
   if (position != body_len) return S::kTrailing;
 
   // The base, the counter, the targets.
-  uint8_t digest[32];
-  hypertiny_sha256(model, model_len, digest);
-  if (std::memcmp(digest, patch + 3, kHypertinyPatchBaseIdBytes) != 0) return S::kWrongBase;
+  if (std::memcmp(base_id, patch + 3, kHypertinyPatchBaseIdBytes) != 0) return S::kWrongBase;
   const uint32_t counter = read_u32(patch + 11);
   if (counter <= last_counter) return S::kReplayed;
   position = kHypertinyPatchHeaderBytes;
@@ -215,15 +213,26 @@ HypertinyPatchStatus hypertiny_patch_check(const uint8_t* patch, size_t patch_le
   return S::kOk;
 }
 
-HypertinyPatchStatus hypertiny_patch_apply(const uint8_t* patch, size_t patch_len, const uint8_t* model,
+HypertinyPatchStatus hypertiny_patch_check(const uint8_t* patch, size_t patch_len, const uint8_t* model,
                                            size_t model_len, const uint8_t* key, size_t key_len,
                                            uint32_t last_counter, const HypertinyPatchTarget* targets,
-                                           size_t n_targets, uint8_t* dest, size_t dest_len,
-                                           HypertinyPatchInfo* out) {
-  if (dest == nullptr || dest_len < model_len) return HypertinyPatchStatus::kBadArgument;
+                                           size_t n_targets, HypertinyPatchInfo* out) {
+  if (model == nullptr) return HypertinyPatchStatus::kBadArgument;
+  uint8_t digest[32];
+  hypertiny_sha256(model, model_len, digest);
+  return hypertiny_patch_check_id(patch, patch_len, digest, model_len, key, key_len, last_counter, targets, n_targets,
+                                  out);
+}
+
+HypertinyPatchStatus hypertiny_patch_apply_id(const uint8_t* patch, size_t patch_len, const uint8_t* model,
+                                              const uint8_t* base_id, size_t model_len, const uint8_t* key,
+                                              size_t key_len, uint32_t last_counter,
+                                              const HypertinyPatchTarget* targets, size_t n_targets, uint8_t* dest,
+                                              size_t dest_len, HypertinyPatchInfo* out) {
+  if (model == nullptr || dest == nullptr || dest_len < model_len) return HypertinyPatchStatus::kBadArgument;
   HypertinyPatchInfo info;
-  const HypertinyPatchStatus status =
-      hypertiny_patch_check(patch, patch_len, model, model_len, key, key_len, last_counter, targets, n_targets, &info);
+  const HypertinyPatchStatus status = hypertiny_patch_check_id(patch, patch_len, base_id, model_len, key, key_len,
+                                                               last_counter, targets, n_targets, &info);
   if (status != HypertinyPatchStatus::kOk) return status;
   if (dest != model) std::memmove(dest, model, model_len);
   size_t position = kHypertinyPatchHeaderBytes;
@@ -235,6 +244,18 @@ HypertinyPatchStatus hypertiny_patch_apply(const uint8_t* patch, size_t patch_le
   }
   if (out != nullptr) *out = info;
   return HypertinyPatchStatus::kOk;
+}
+
+HypertinyPatchStatus hypertiny_patch_apply(const uint8_t* patch, size_t patch_len, const uint8_t* model,
+                                           size_t model_len, const uint8_t* key, size_t key_len,
+                                           uint32_t last_counter, const HypertinyPatchTarget* targets,
+                                           size_t n_targets, uint8_t* dest, size_t dest_len,
+                                           HypertinyPatchInfo* out) {
+  if (model == nullptr) return HypertinyPatchStatus::kBadArgument;
+  uint8_t digest[32];
+  hypertiny_sha256(model, model_len, digest);
+  return hypertiny_patch_apply_id(patch, patch_len, model, digest, model_len, key, key_len, last_counter, targets,
+                                  n_targets, dest, dest_len, out);
 }
 
 const char* hypertiny_patch_status_name(HypertinyPatchStatus status) {

@@ -143,6 +143,22 @@ HypertinyPatchStatus hypertiny_patch_apply(const uint8_t* patch, size_t patch_le
                                            size_t n_targets, uint8_t* dest, size_t dest_len,
                                            HypertinyPatchInfo* out);
 
+// check and apply with the base id SHA-256(model)[:8] given instead of
+// computed: a device that patches more than once hashes its base (constant,
+// slot A) once, e.g. with hypertiny_sha256, and each patch then costs one
+// HMAC over the patch (no hash over the model). base_id: 8 bytes; the first
+// check of kWrongBase compares it with the patch's. check_id reads no model
+// byte (model_len bounds the targets).
+HypertinyPatchStatus hypertiny_patch_check_id(const uint8_t* patch, size_t patch_len, const uint8_t* base_id,
+                                              size_t model_len, const uint8_t* key, size_t key_len,
+                                              uint32_t last_counter, const HypertinyPatchTarget* targets,
+                                              size_t n_targets, HypertinyPatchInfo* out);
+HypertinyPatchStatus hypertiny_patch_apply_id(const uint8_t* patch, size_t patch_len, const uint8_t* model,
+                                              const uint8_t* base_id, size_t model_len, const uint8_t* key,
+                                              size_t key_len, uint32_t last_counter,
+                                              const HypertinyPatchTarget* targets, size_t n_targets, uint8_t* dest,
+                                              size_t dest_len, HypertinyPatchInfo* out);
+
 // "OK", "TRUNCATED", "BAD_MAGIC", ... (the enumerator without its k, in capitals).
 const char* hypertiny_patch_status_name(HypertinyPatchStatus status);
 
