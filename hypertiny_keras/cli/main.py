@@ -115,7 +115,9 @@ def _export_arduino(args) -> None:
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
                             library=args.library,
-                            patch_key=_key(args) if args.patch_key_file else None)
+                            patch_key=_key(args) if args.patch_key_file else None,
+                            test_patch=_existing_file(args.test_patch, "--test-patch").read_bytes()
+                            if args.test_patch else None)
     print(json.dumps(result, indent=2))
     # What a person needs next; stdout stays the JSON report.
     lines = [f"hypertiny export: wrote the sketch {result['sketch_dir']}; "
@@ -301,6 +303,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--patch-key-file", metavar="FILE",
                    help="with --arduino: this device's HMAC key (16 bytes or more): the sketch applies code patches "
                         "(patch_config.h holds the key: keep the folder private)")
+    e.add_argument("--test-patch", metavar="PATCH",
+                   help="with --arduino and --patch-key-file: a patch `hypertiny emulate` applies on the emulated "
+                        "board, with bad ones made from it (patch_test.h)")
     e.set_defaults(run=_export)
 
     a = sub.add_parser("arduino-library", help="write the HyperTinyPW Arduino library (for the Arduino IDE)")

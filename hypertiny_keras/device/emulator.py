@@ -130,6 +130,10 @@ def parse_log(text: str) -> dict:
         `profile` {`first`, `steady`: [{op, depth, insns}]} and `ops`
         (steady-state instructions summed by operator), `logs` (lines the
         core logged), `failures` and `done` (the run reached its end).
+        With a patch test (`patch_test.h`), also `patch`: one dict per case
+        in order (case, mode, status, expected, setup, patched, counter,
+        insns: the apply, synthesis; `vectors`: model, passed, failed, first;
+        `failures`: the failing vector lines).
 
     Raises:
         EmulatorError: the text has no line of the harness (not an emulator log).
@@ -165,6 +169,13 @@ def parse_log(text: str) -> dict:
         elif kind == "EVENT":
             phase = "first" if numbers["invoke"] == 1 else "steady"
             result["profile"][phase].append({"op": fields["op"], "depth": numbers["depth"], "insns": numbers["insns"]})
+        elif kind == "PATCH":
+            case = {**numbers, **{k: fields[k] for k in ("case", "mode", "status", "expected", "setup")}}
+            result.setdefault("patch", []).append({**case, "vectors": None, "failures": []})
+        elif kind == "PATCH_VECTOR":
+            result["patch"][-1]["failures"].append(rest)
+        elif kind == "PATCH_VECTORS":
+            result["patch"][-1]["vectors"] = {**numbers, "model": fields["model"]}
         elif kind == "LOG":
             result["logs"].append(rest)
         elif kind == "DONE":
@@ -210,7 +221,24 @@ def summarize(result: dict) -> dict:
     }
     steady = [e["insns"] for e in result["profile"]["steady"] if e["depth"] == 0]
     summary["profiled_ops_insns"] = sum(steady) if steady else None
+    if "patch" in result:
+        cases = result["patch"]
+        valid = next((c for c in cases if c["case"] == "valid"), {})
+        summary["patch"] = {
+            "cases": len(cases),
+            "as_expected": sum(patch_case_ok(c, tests) for c in cases),
+            "refused": sorted({c["status"] for c in cases if c["status"] != "OK"}),
+            "apply_insns": valid.get("insns"),
+            "resynthesis_insns": valid.get("synthesis"),
+        }
     return summary
+
+
+def patch_case_ok(case: dict, tests: int) -> bool:
+    """One case of the patch test: the status expected, the model set up, and every test vector passed after it."""
+    vectors = case["vectors"] or {}
+    return (case["status"] == case["expected"] and case["setup"] == "ok" and vectors.get("passed") == tests
+            and vectors.get("failed") == 0)
 
 
 def emulate(
@@ -317,6 +345,12 @@ def format_result(result: dict) -> str:
         f"{s['arena_compiled_bytes']:,} B compiled in",
         "ELF: text {text:,} B, data {data:,} B, bss {bss:,} B".format(**result["sizes"]),
     ]
+    if "patch" in s:
+        p = s["patch"]
+        lines.append(f"patches: {p['as_expected']}/{p['cases']} cases as expected "
+                     f"(refused: {', '.join(p['refused'])}); "
+                     f"the valid one applied in {p['apply_insns']:,} instructions, "
+                     f"re-synthesis {p['resynthesis_insns']:,}")
     total = sum(result["ops"].values())
     for op, insns in list(result["ops"].items())[:6]:
         lines.append(f"  {op:<20} {insns:>12,} instructions  {100 * insns / total:5.1f}%")

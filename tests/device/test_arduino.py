@@ -446,3 +446,39 @@ def test_patch_key_writes_a_patch_table_the_core_accepts(exported, tmp_path):
     with pytest.raises(ValueError, match="at least 16 bytes"):
         export_arduino(str(boot["path"]), str(tmp_path / "Short"), patch_key=b"short")
     assert not (tmp_path / "Frozen").exists() and not (tmp_path / "Short").exists()
+
+
+def test_test_patch_writes_the_patched_models_outputs_for_the_emulator(exported, tmp_path):
+    """`test_patch`: patch_test.h holds the patch and the TFLM wheel's outputs of the patched file (what the
+    emulator harness compares the board with); a patch the key did not sign, or no key or windows, writes nothing."""
+    from hypertiny_keras.device.runtime import io_quantization, run_tflm
+    from hypertiny_keras.tflite.patch import PatchError, apply_patch, code_buffers, make_patch
+
+    boot, key = exported["boot"], bytes(range(100, 132))
+    changed = bytearray(boot["data"])
+    for offset, length in code_buffers(boot["data"]).values():
+        changed[offset:offset + length] = np.random.default_rng(0).integers(-127, 128, length, np.int8).tobytes()
+    patch = make_patch(boot["data"], bytes(changed), key, 7)
+    sketch = tmp_path / "Tried"
+    report = export_arduino(str(boot["path"]), str(sketch), exported["x"][:5], patch_key=key, test_patch=patch)
+    header = (sketch / "patch_test.h").read_text()
+    assert "patch_test.h" in report["files"]
+    assert bytes(_array(header, "kPatchTestPatch").astype(np.uint8)) == patch
+    assert int(re.search(r"kPatchTestCounter = (\d+)", header).group(1)) == 7
+    windows = io_quantization(boot["data"])[0].quantize(exported["x"][:5])
+    want = run_tflm(apply_patch(boot["data"], patch, key), windows).outputs
+    got = _array(header, "kPatchTestExpected").reshape(want.shape)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, _array((sketch / "test_vectors.h").read_text(), "kHypertinyTestExpected")
+                              .reshape(want.shape))  # the codes changed what the model says
+    for kwargs, message in (({"patch_key": bytes(32), "test_patch": patch}, "tag"),
+                            ({"patch_key": key, "test_patch": patch[:-1]}, "tag"),
+                            ({"test_patch": patch}, "needs patch_key"),
+                            ({"windows": None, "patch_key": key, "test_patch": patch}, "needs test windows")):
+        target = tmp_path / f"Bad{len(message)}{len(kwargs)}"
+        with pytest.raises((PatchError, ValueError), match=message):
+            export_arduino(str(boot["path"]), str(target), **{"windows": exported["x"][:5], **kwargs})
+        assert not target.exists()
+    # Without test_patch, the earlier export's patch_test.h goes with it.
+    again = export_arduino(str(boot["path"]), str(sketch), exported["x"][:5], patch_key=key)
+    assert "patch_test.h" in again["removed"] and not (sketch / "patch_test.h").exists()

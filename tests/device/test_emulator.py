@@ -89,6 +89,43 @@ def test_recorded_frozen_log_has_no_synthesis_and_a_smaller_arena():
     assert 1.0 <= ratio < 1.01
 
 
+def test_recorded_patch_log_refuses_every_bad_patch_and_runs_the_patched_model():
+    """quickstart_patch_cmsis.log: the default quickstart's boot file, test vectors of another synthetic wearer, a
+    38-byte codes-only patch made by `personalize` + `codes_file` + `make_patch`, on the emulated board."""
+    result = parse_log((LOGS / "quickstart_patch_cmsis.log").read_text())
+    tests = result["model"]["tests"]
+    assert result["done"] and result["failures"] == 0 and tests == 16
+    cases = {c["case"]: c for c in result["patch"]}
+    expected = {"tampered": "BAD_TAG", "cut": "BAD_TAG", "short": "TRUNCATED", "truncated": "TRUNCATED",
+                "wrong_base": "WRONG_BASE", "out_of_bounds": "NOT_A_CODE_BUFFER", "valid": "OK",
+                "replayed": "REPLAYED", "tampered_tag": "BAD_TAG", "valid_lazy": "OK"}
+    assert {name: c["status"] for name, c in cases.items()} == expected
+    for name, case in cases.items():
+        assert emulator.patch_case_ok(case, tests), case
+        # Before the valid patch the base keeps running (its own vectors); from it on, the patched model.
+        patched = name in ("valid", "replayed", "tampered_tag", "valid_lazy")
+        assert case["vectors"]["model"] == ("patched" if patched else "base") and case["patched"] == patched
+        assert case["counter"] == (1 if patched else 0)
+    # Re-synthesis: the valid patch in BOOT = an HMAC, a copy of the model and a setup that synthesises the kernels.
+    boot = result["modes"]["BOOT"]
+    valid = cases["valid"]
+    assert valid["synthesis"] == boot["inference"]["synthesis"]
+    assert valid["synthesis"] < valid["insns"] < boot["setup"]["insns"] + 100_000
+    # The base is hashed once, at the first patch; later patches cost an HMAC only (no hash of the model).
+    assert cases["tampered"]["insns"] > 50 * cases["cut"]["insns"]
+    assert cases["wrong_base"]["insns"] < 2 * cases["cut"]["insns"]
+    # LAZY: the first vector after the patch pays the synthesis.
+    lazy_first = cases["valid_lazy"]["vectors"]["first"]
+    assert abs(lazy_first - (boot["inference"]["steady_median"] + valid["synthesis"])) <= 0.01 * lazy_first
+    summary = summarize(result)["patch"]
+    assert summary["as_expected"] == summary["cases"] == 10 and summary["resynthesis_insns"] == valid["synthesis"]
+    # A vector that differs after a case fails that case.
+    broken = (LOGS / "quickstart_patch_cmsis.log").read_text().replace(
+        "PATCH_VECTORS after=wrong_base model=base passed=16 failed=0", "PATCH_VECTORS after=wrong_base model=base "
+        "passed=15 failed=1")
+    assert summarize(parse_log(broken))["patch"]["as_expected"] == 9
+
+
 def test_parse_log_reads_failures_and_refuses_other_text():
     log = (LOGS / "quickstart_boot_cmsis.log").read_text()
     broken = log.replace("n=3 pass=0 result=pass", "n=3 pass=0 result=FAIL", 1).replace("DONE failures=0", "")
@@ -183,13 +220,19 @@ def test_emulated_board_matches_the_python_wheel_and_sets_the_arena(tmp_path):
 
     from hypertiny_keras.cli.quickstart import run_quickstart
     from hypertiny_keras.device.arduino import MEASURED_ARENA_MARGIN, export_arduino
+    from hypertiny_keras.tflite import patch as hp
 
     out = tmp_path / "qs"
     run_quickstart(str(out), epochs=1, beats=600)
+    base = (out / "model_boot_int8.tflite").read_bytes()
+    personalized, key = bytearray(base), bytes(range(40, 72))  # every code value redrawn: a patch of the base
+    for offset, length in hp.code_buffers(base).values():
+        personalized[offset:offset + length] = np.random.default_rng(3).integers(-127, 128, length, np.int8).tobytes()
     with np.load(out / "test_windows.npz") as saved:
         report = export_arduino(str(out / "model_boot_int8.tflite"), str(tmp_path / "sketch"),
                                 windows=saved["windows"], emulator_sources=os.environ[emulator.SOURCES_ENV],
-                                emulator_build=tmp_path / "build", library="tflite-micro")
+                                emulator_build=tmp_path / "build", library="tflite-micro", patch_key=key,
+                                test_patch=hp.make_patch(base, bytes(personalized), key, counter=5))
     needed = report["arena_board_bytes"]
     assert needed < report["arena_measured_bytes"]  # 32-bit needs less than the 64-bit host
     assert needed <= report["arena_bytes"] < needed * (1 + MEASURED_ARENA_MARGIN) + 16
@@ -197,3 +240,4 @@ def test_emulated_board_matches_the_python_wheel_and_sets_the_arena(tmp_path):
     result = emulate(tmp_path / "sketch", build_dir=tmp_path / "build")
     assert result["summary"]["passed"] == result["summary"]["checked"] > 0 and result["failures"] == 0
     assert result["summary"]["arena_compiled_bytes"] == report["arena_bytes"]
+    assert result["summary"]["patch"]["as_expected"] == result["summary"]["patch"]["cases"] == 10

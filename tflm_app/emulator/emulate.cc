@@ -12,12 +12,16 @@
 //   EVENT invoke=<k> depth=<d> op=<name> insns=<n>     (per operator, MicroProfilerInterface)
 //   DONE failures=<n>
 //
-// With a patch_test.h in the sketch folder (hand-made for now: a code patch of
-// the model, its key, the code-buffer targets, and the int8 outputs the
-// patched model gives for the test windows) it also prints, before DONE:
+// With patch_config.h and patch_test.h in the sketch folder (export_arduino
+// with patch_key and test_patch: a code patch of the model and the int8
+// outputs the TFLM Python wheel gives for the test windows on the patched
+// file) it also applies that patch and bad patches made from it, printing
+// before DONE, per case:
 //
-//   PATCH case=<name> status=<patch status> setup=<s> patched=0|1 counter=<n> insns=<n>
-//   PATCH_VECTOR model=base|patched n=<i> result=pass|FAIL insns=<n> [scores=.. expected=..]
+//   PATCH case=<name> mode=BOOT|LAZY status=<patch status> expected=<status> setup=<s> patched=0|1
+//         counter=<n> insns=<apply: check + copy + setup> synthesis=<insns of the last synthesis>
+//   PATCH_VECTOR after=<case> model=base|patched n=<i> result=FAIL scores=.. expected=..  (failures only)
+//   PATCH_VECTORS after=<case> model=base|patched passed=<n> failed=<n> first=<insns of the first vector>
 //
 // Every vector is classified 1 + kRepeats times; the first pass is compared
 // with the expected int8 outputs (the TFLM Python wheel's), the repeats too.
@@ -32,6 +36,7 @@
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "test_vectors.h"
 #if __has_include("patch_test.h")
+#include "patch_config.h"
 #include "patch_test.h"
 #define HYPERTINY_PATCH_TEST 1
 #endif
@@ -182,61 +187,100 @@ int profile() {
 }
 
 #ifdef HYPERTINY_PATCH_TEST
-// patch_test.h: kPatchTestPatch[kPatchTestPatchBytes], kPatchTestKey[kPatchTestKeyBytes],
-// kPatchTestTargets[kPatchTestTargetCount], kPatchTestCounter, kPatchTestExpected[tests][output].
-alignas(16) uint8_t g_slot_b[kPatchTestModelBytes];
-uint8_t g_bad_patch[kPatchTestPatchBytes];
+// patch_config.h (the key, the code-buffer targets) and patch_test.h (a valid
+// patch, its counter, the expected outputs of the patched model), both
+// written by export_arduino(patch_key=..., test_patch=...).
+alignas(16) uint8_t g_slot_b[HYPERTINY_PATCH_MODEL_BYTES];
+uint8_t g_bad[kPatchTestPatchBytes];
 
-// One apply; prints its PATCH line. Returns 1 if `expected` is not what happened.
-int patch_case(const char* name, HypertinyPatchSlots& slots, const uint8_t* patch, size_t bytes,
-               HypertinyPatchStatus expected, bool patched_after) {
-  HypertinyStatus setup = HypertinyStatus::kOk;
-  const uint32_t start = board_ticks();
-  const HypertinyPatchStatus status = hypertiny_apply_patch(slots, patch, bytes, HypertinyMode::kBoot, &setup);
-  const uint32_t ticks = board_ticks() - start;
-  board_print("PATCH case=%s status=%s setup=%s patched=%d counter=%lu insns=%lu\n", name,
-              hypertiny_patch_status_name(status), hypertiny_status_name(setup), hypertiny_patched() ? 1 : 0,
-              static_cast<unsigned long>(slots.last_counter), static_cast<unsigned long>(insns(ticks)));
-  return status == expected && setup == HypertinyStatus::kOk && hypertiny_patched() == patched_after ? 0 : 1;
+// Signs g_bad[0, bytes) as the host does: its last 8 bytes become HMAC(key, the rest)[:8].
+void resign(size_t bytes) {
+  uint8_t mac[32];
+  hypertiny_hmac_sha256(kHypertinyPatchKey, kHypertinyPatchKeyBytes, g_bad, bytes - kHypertinyPatchTagBytes, mac);
+  std::memcpy(g_bad + bytes - kHypertinyPatchTagBytes, mac, kHypertinyPatchTagBytes);
 }
 
-// Every test vector on the running model against `expected`.
-int patch_vectors(const int8_t (*expected)[kHypertinyOutputBytes], const char* model) {
+// Every test vector on the running model against `expected`: failures are
+// printed with their scores, then one PATCH_VECTORS line.
+int patch_vectors(const char* after, const char* model, const int8_t (*expected)[kHypertinyOutputBytes]) {
   int failures = 0;
+  uint32_t first = 0;
   int8_t scores[kHypertinyOutputBytes > 0 ? kHypertinyOutputBytes : 1];
   for (int n = 0; n < kHypertinyTestCount; ++n) {
+    const uint32_t a = board_ticks();
     const HypertinyStatus s = hypertiny_classify(kHypertinyTestWindows[n], scores);
+    if (n == 0) first = board_ticks() - a;
     const bool ok = s == HypertinyStatus::kOk && std::memcmp(scores, expected[n], kHypertinyOutputBytes) == 0;
-    failures += ok ? 0 : 1;
-    board_print("PATCH_VECTOR model=%s n=%d result=%s insns=%lu", model, n, ok ? "pass" : "FAIL",
-                static_cast<unsigned long>(insns(hypertiny_last_inference_us())));
-    if (!ok) {
-      print_scores("scores", scores);
-      print_scores("expected", expected[n]);
-    }
+    if (ok) continue;
+    ++failures;
+    board_print("PATCH_VECTOR after=%s model=%s n=%d result=FAIL", after, model, n);
+    print_scores("scores", scores);
+    print_scores("expected", expected[n]);
     board_print("\n");
   }
+  board_print("PATCH_VECTORS after=%s model=%s passed=%d failed=%d first=%lu\n", after, model,
+              kHypertinyTestCount - failures, failures, static_cast<unsigned long>(insns(first)));
   return failures;
 }
 
-// The base, a refused (tampered) patch that leaves it running, the patch, a replay of it.
+// One apply of g_bad[0, bytes) (or of the valid patch) in `mode`, its PATCH
+// line, then every vector on what runs afterwards. Returns the failures.
+int patch_case(const char* name, HypertinyPatchSlots& slots, const uint8_t* patch, size_t bytes,
+               HypertinyMode mode, HypertinyPatchStatus expected, bool patched_after) {
+  HypertinyStatus setup = HypertinyStatus::kOk;
+  const uint32_t start = board_ticks();
+  const HypertinyPatchStatus status = hypertiny_apply_patch(slots, patch, bytes, mode, &setup);
+  const uint32_t ticks = board_ticks() - start;
+  board_print("PATCH case=%s mode=%s status=%s expected=%s setup=%s patched=%d counter=%lu insns=%lu synthesis=%lu\n",
+              name, mode == HypertinyMode::kBoot ? "BOOT" : "LAZY", hypertiny_patch_status_name(status),
+              hypertiny_patch_status_name(expected), hypertiny_status_name(setup), hypertiny_patched() ? 1 : 0,
+              static_cast<unsigned long>(slots.last_counter), static_cast<unsigned long>(insns(ticks)),
+              static_cast<unsigned long>(insns(hypertiny_synthesis_us())));
+  int failures = status == expected && setup == HypertinyStatus::kOk && hypertiny_patched() == patched_after ? 0 : 1;
+  failures += patched_after ? patch_vectors(name, "patched", kPatchTestExpected)
+                            : patch_vectors(name, "base", kHypertinyTestExpected);
+  return failures;
+}
+
+// The base; bad patches (each refused, the base still passes every vector);
+// the valid patch in BOOT; a replay of it and a tampered one (refused, the
+// patched model keeps running); the valid patch again in LAZY.
 int patch_run() {
-  if (kPatchTestModelBytes < g_model_len || hypertiny_setup(g_config, HypertinyMode::kBoot) != HypertinyStatus::kOk) {
-    board_print("LOG patch test: setup failed or slot B smaller than the model\n");
+  if (hypertiny_setup(g_config, HypertinyMode::kBoot) != HypertinyStatus::kOk) {
+    board_print("LOG patch test: setup failed\n");
     return 1;
   }
-  HypertinyPatchSlots slots = {g_slot_b, sizeof(g_slot_b), kPatchTestKey, kPatchTestKeyBytes, kPatchTestTargets,
-                               kPatchTestTargetCount, kPatchTestCounter - 1};
-  std::memcpy(g_bad_patch, kPatchTestPatch, kPatchTestPatchBytes);
-  g_bad_patch[kHypertinyPatchHeaderBytes + kHypertinyPatchRecordHeaderBytes] ^= 1;  // a code byte
-  int failures = patch_case("tampered", slots, g_bad_patch, kPatchTestPatchBytes, HypertinyPatchStatus::kBadTag,
-                            false);
-  failures += patch_vectors(kHypertinyTestExpected, "base");
-  failures += patch_case("valid", slots, kPatchTestPatch, kPatchTestPatchBytes, HypertinyPatchStatus::kOk, true);
-  failures += patch_vectors(kPatchTestExpected, "patched");
-  failures += patch_case("replayed", slots, kPatchTestPatch, kPatchTestPatchBytes, HypertinyPatchStatus::kReplayed,
-                         true);
-  failures += patch_vectors(kPatchTestExpected, "patched");
+  HypertinyPatchSlots slots = {g_slot_b, sizeof(g_slot_b), kHypertinyPatchKey, kHypertinyPatchKeyBytes,
+                               kHypertinyPatchTargets, kHypertinyPatchTargetCount, kPatchTestCounter - 1};
+  const size_t n = kPatchTestPatchBytes;
+  const size_t record = kHypertinyPatchHeaderBytes;  // the first record: u16 buffer, u8 length, bytes
+  const HypertinyMode boot = HypertinyMode::kBoot;
+  using S = HypertinyPatchStatus;
+  int failures = 0;
+  std::memcpy(g_bad, kPatchTestPatch, n);
+  g_bad[record + kHypertinyPatchRecordHeaderBytes] ^= 1;  // a code byte, tag not renewed
+  failures += patch_case("tampered", slots, g_bad, n, boot, S::kBadTag, false);
+  failures += patch_case("cut", slots, kPatchTestPatch, n - 1, boot, S::kBadTag, false);  // a byte lost in transit
+  failures += patch_case("short", slots, kPatchTestPatch, kHypertinyPatchHeaderBytes, boot, S::kTruncated, false);
+  std::memcpy(g_bad, kPatchTestPatch, n - kHypertinyPatchTagBytes - 1);  // the last code byte dropped, re-signed
+  resign(n - 1);
+  failures += patch_case("truncated", slots, g_bad, n - 1, boot, S::kTruncated, false);
+  std::memcpy(g_bad, kPatchTestPatch, n);
+  g_bad[3] ^= 0x80;  // the base id, re-signed: a genuine patch of another file
+  resign(n);
+  failures += patch_case("wrong_base", slots, g_bad, n, boot, S::kWrongBase, false);
+  std::memcpy(g_bad, kPatchTestPatch, n);
+  g_bad[record] = 0;  // the first record names buffer 0 (never a code buffer), re-signed
+  g_bad[record + 1] = 0;
+  resign(n);
+  failures += patch_case("out_of_bounds", slots, g_bad, n, boot, S::kNotACodeBuffer, false);
+  failures += patch_case("valid", slots, kPatchTestPatch, n, boot, S::kOk, true);
+  failures += patch_case("replayed", slots, kPatchTestPatch, n, boot, S::kReplayed, true);
+  std::memcpy(g_bad, kPatchTestPatch, n);
+  g_bad[n - 1] ^= 1;  // the tag
+  failures += patch_case("tampered_tag", slots, g_bad, n, boot, S::kBadTag, true);
+  slots.last_counter = kPatchTestCounter - 1;  // as after a reset of the counter (tests only)
+  failures += patch_case("valid_lazy", slots, kPatchTestPatch, n, HypertinyMode::kLazy, S::kOk, true);
   return failures;
 }
 #endif
