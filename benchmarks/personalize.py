@@ -182,6 +182,17 @@ def _table(s: dict) -> list[str]:
     return lines
 
 
+#: Published patient-specific results (references, not outputs), each checked in its paper's abstract.
+PUBLISHED = [
+    ("Malik et al. 2022, 1D Self-ONN (IEEE TBME; arXiv 2110.02215)",
+     "VEB F1 0.937 (average), VEB accuracy 0.9904",
+     "a whole compact network trained per patient with minimal common training data, AAMI recommendations, "
+     "over the entire MIT-BIH database (not DS2 only), float, F1 an average (not pooled over beats as here)"),
+]
+UNVERIFIED = ("Kiranyaz et al. 2016 (1-D CNN, IEEE TBME 63(3)): the same per-patient protocol; its VEB figures "
+              "could not be checked in the paper from here and are not quoted.")
+
+
 def _markdown(result: dict) -> str:
     lines = [
         "# Patient-adaptive MIT-BIH: personalization as deployed int8 files",
@@ -209,8 +220,14 @@ def _markdown(result: dict) -> str:
         "(int32 biases, int8 weights) as if their scales were held like the codes' (the re-exported files "
         "measured here re-derive their scales, so a real patch of them would be larger); `all`, the whole file.",
         "Export refusals (the device keeps the global model): "
-        + "; ".join(f"seed {x['seed']}: " + ", ".join(f"{k} {v}" for k, v in x["export_refused"].items() if v)
-                    for x in result["seeds"]) + ".",
+        + "; ".join(f"seed {x['seed']}: " + (", ".join(f"{k} {v}" for k, v in x["export_refused"].items() if v)
+                                              or "none") for x in result["seeds"]) + ".",
+        "",
+        "Published patient-specific figures (references from the papers, not measured here; their protocols "
+        "differ from this one as stated):",
+        "",
+        *(f"- {who}: {figures}; {protocol}." for who, figures, protocol in PUBLISHED),
+        f"- {UNVERIFIED}",
         "",
         "Per record (first seed, argmax): V beats detected / missed / false alarms on the test part.",
         "",
@@ -256,14 +273,22 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--rehearsal", type=int, default=256, help="training windows mixed into every step")
     parser.add_argument("--out", default=str(RESULTS / "personalize"))
+    parser.add_argument("--report", action="store_true",
+                        help="only write the Markdown and the plot again from the JSON (no training)")
     args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    if args.report:
+        result = json.loads(out.with_suffix(".json").read_text())
+        out.with_suffix(".md").write_text(_markdown(result))
+        _plot(result, out.with_suffix(".png"))
+        print(out.with_suffix(".md").read_text())
+        return
     with quiet.silenced():
         from hypertiny_keras.data import load_mitbih
 
     root = pathlib.Path(os.environ.get("HYPERTINY_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared"
                                        / "data"))
     windows = load_mitbih(root / "mitdb", task="v_vs_rest", split="dechazal", window_seconds=0.7)
-    out = pathlib.Path(args.out)
     json_path = out.with_suffix(".json")
     done = json.loads(json_path.read_text()) if json_path.exists() else {"seeds": []}
     seeds = [s for s in done["seeds"] if str(s["seed"]) not in args.seeds.split(",")]
