@@ -92,7 +92,7 @@ def _quickstart(args) -> None:
         from hypertiny_keras.cli.quickstart import run_quickstart
 
     run_quickstart(args.out, seed=args.seed, epochs=args.epochs, beats=args.beats,
-                   dense_per_tensor=args.dense_per_tensor)
+                   dense_per_tensor=args.dense_per_tensor, personalize_wearer=args.personalize)
 
 
 def _export_arduino(args) -> None:
@@ -252,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--epochs", type=int, default=8)
     q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
+    q.add_argument("--personalize", action="store_true",
+                   help="also adapt the boot file's codes to a new synthetic wearer and write the patch "
+                        "(wearer.patch, its key device.key)")
     _add_dense_scales(q)
     q.set_defaults(run=_quickstart)
 

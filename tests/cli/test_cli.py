@@ -28,7 +28,7 @@ def _run(*args, check=True):
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
-    result = _run("quickstart", "--out", out, "--epochs", 3, "--beats", 2500)
+    result = _run("quickstart", "--out", out, "--epochs", 3, "--beats", 2500, "--personalize")
     return out, result.stdout
 
 
@@ -42,6 +42,22 @@ def test_quickstart_writes_models_and_report(quickstart):
     assert report["test_set_checks"]["boot_tflm_vs_litert_max_steps"] <= 1
     assert report["exports"]["boot"]["file_bytes"] == (out / "model_boot_int8.tflite").stat().st_size
     assert "== .tflite bytes by role ==" in stdout and "TFLM == LiteRT" in stdout
+
+
+def test_quickstart_personalize_writes_a_patch_the_cli_applies(quickstart, tmp_path):
+    """--personalize: a codes-only patch of the boot file, its own key (owner-only), and the patched file."""
+    out, stdout = quickstart
+    personal = json.loads((out / "report.json").read_text())["personalize"]
+    patch = (out / "wearer.patch").read_bytes()
+    assert personal["patch_bytes"] == len(patch) <= 51 and sum(personal["byte_split"].values()) == len(patch)
+    assert (out / "device.key").stat().st_mode & 0o077 == 0 and len((out / "device.key").read_bytes()) == 32
+    assert f"patch {len(patch)} bytes" in stdout
+    _run("patch", "apply", out / "model_boot_int8.tflite", out / "wearer.patch", "--key-file", out / "device.key",
+         "--out", tmp_path / "applied.tflite")
+    assert (tmp_path / "applied.tflite").read_bytes() == (out / "model_wearer_int8.tflite").read_bytes()
+    assert (out / "model_wearer_int8.tflite").read_bytes() != (out / "model_boot_int8.tflite").read_bytes()
+    accuracy = personal["tflm_int8_accuracy"]
+    assert 0 <= accuracy["global"] <= 1 and 0 <= accuracy["personalized"] <= 1
 
 
 def test_inspect_json_and_text(quickstart):
