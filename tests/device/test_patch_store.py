@@ -165,8 +165,8 @@ def test_damaged_records_are_refused_and_the_other_page_runs(harness, boot, patc
 
 def test_a_new_base_ignores_the_old_records(harness, boot, patches, tmp_path):
     """Another base flashed: the stored patches are WRONG_BASE, the new base runs with counter 0 (the old
-    patches stay refused), and its own patches are stored and restored; the old base flashed back finds its
-    newest patch again."""
+    patches stay refused), and its own patches are stored and restored; the old base flashed back finds the one
+    of its patches still stored."""
     base, _ = boot
     other = bytearray(base)
     other[-1] ^= 1  # another base file, same code buffers
