@@ -15,6 +15,7 @@
 //               (a page: its state; VALID:<counter>, REFUSED:<patch status>; sha256 of slot B).
 //   patch FILE  a patch arrives: hypertiny_patch_apply_id with last_counter; on OK last_counter = its
 //               counter and hypertiny_patch_store_save. Prints "patch <status>[ save <store status>]".
+//   save FILE   hypertiny_patch_store_save alone (no apply). Prints "save <store status>".
 //   cut FILE    power cuts during the save of FILE (which must apply): for each cut, the flash and RAM are
 //               put back as they were, FILE is applied and saved with the power cut at that point, then
 //               "boot" runs. The cuts: during the erase (erase not started; bits partly set to 1; the first
@@ -292,10 +293,14 @@ int main(int argc, char** argv) {
     const std::string command = word;
     if (command == "boot") {
       std::printf("boot %s\n", boot().c_str());
-    } else if ((command == "patch" || command == "cut" || command == "base") &&
+    } else if ((command == "patch" || command == "save" || command == "cut" || command == "base") &&
                std::sscanf(line, "%*s %999s", path) == 1) {
       if (!read_file(path, &data)) fail("cannot read", path);
       if (command == "patch") std::printf("patch %s\n", receive(data).c_str());
+      if (command == "save") {
+        std::printf("save %s\n", hypertiny_store_status_name(
+                                      hypertiny_patch_store_save(&g_device.store, data.data(), data.size())));
+      }
       if (command == "cut") cut_sweep(data);
       if (command == "base") set_base(data);
     } else if (command == "flip" && std::sscanf(line, "%*s %u %u %u", &page, &offset, &mask) == 3 && page < 2 &&

@@ -79,7 +79,7 @@ def test_first_boot_alternating_saves_and_replay_after_reset(harness, boot, patc
     base, _ = boot
     files = {f"p{c}": p for c, p in patches.items()}
     script = ["boot", "patch p5", "boot", "patch p7", "boot", "patch p9", "boot", "patch p11", "boot",
-              "patch p9", "patch p11", "boot", "patch p5"]
+              "patch p9", "patch p11", "boot", "patch p5", "save p9", "save p11", "boot"]
     out = _device(harness, tmp_path, base, script, files)
     boots = [_boot(line) for line in out if line.startswith("boot")]
     patched = [line for line in out if line.startswith("patch")]
@@ -94,6 +94,9 @@ def test_first_boot_alternating_saves_and_replay_after_reset(harness, boot, patc
                        "model": _running(base, patches[counter])}
     # after a reset, older patches (and the same one) are refused: the counter came back from the flash
     assert boots[5]["counter"] == boots[5]["last"] == 11 and boots[5]["model"] == _running(base, patches[11])
+    # the store itself refuses to keep a patch that is not newer than the one that runs (nothing written)
+    assert [line for line in out if line.startswith("save")] == ["save NOT_NEWER"] * 2
+    assert boots[6]["pages"] == ("VALID:9", "VALID:11")
 
 
 @pytest.mark.parametrize("page_bytes, unit", [(4096, 4), (256, 8), (128, 1)])

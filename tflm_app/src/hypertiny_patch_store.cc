@@ -120,7 +120,7 @@ HypertinyStoreStatus hypertiny_patch_store_load(HypertinyPatchStore* store, cons
 
 HypertinyStoreStatus hypertiny_patch_store_save(HypertinyPatchStore* store, const uint8_t* patch,
                                                 size_t patch_len) {
-  if (store == nullptr || patch == nullptr || patch_len == 0 || !valid_flash(store->flash)) {
+  if (store == nullptr || patch == nullptr || patch_len < kHypertinyPatchHeaderBytes || !valid_flash(store->flash)) {
     return HypertinyStoreStatus::kBadArgument;
   }
   if (!store->loaded) return HypertinyStoreStatus::kNotLoaded;
@@ -128,6 +128,8 @@ HypertinyStoreStatus hypertiny_patch_store_save(HypertinyPatchStore* store, cons
   const size_t capacity = hypertiny_patch_store_capacity(flash);
   if (capacity == 0) return HypertinyStoreStatus::kBadArgument;
   if (patch_len > capacity) return HypertinyStoreStatus::kTooLong;
+  const uint32_t counter = read_u32(patch + 11);
+  if (store->current >= 0 && counter <= store->counter[store->current]) return HypertinyStoreStatus::kNotNewer;
   // Never the page that runs. With none running (both refused, erased or half written) either page will do:
   // the first one that holds no committed record, to keep a refused one as long as possible.
   unsigned page = 0;
@@ -156,7 +158,7 @@ HypertinyStoreStatus hypertiny_patch_store_save(HypertinyPatchStore* store, cons
   if (!write_padded(flash, page, commit_at, commit, commit_bytes(flash))) return HypertinyStoreStatus::kFlashError;
   store->state[page] = HypertinyPageState::kValid;
   store->refused[page] = HypertinyPatchStatus::kOk;
-  store->counter[page] = patch_len >= 15 ? read_u32(patch + 11) : 0;
+  store->counter[page] = counter;
   store->current = static_cast<int>(page);
   return HypertinyStoreStatus::kOk;
 }
@@ -167,6 +169,7 @@ const char* hypertiny_store_status_name(HypertinyStoreStatus status) {
     case HypertinyStoreStatus::kNothing: return "NOTHING";
     case HypertinyStoreStatus::kNotLoaded: return "NOT_LOADED";
     case HypertinyStoreStatus::kTooLong: return "TOO_LONG";
+    case HypertinyStoreStatus::kNotNewer: return "NOT_NEWER";
     case HypertinyStoreStatus::kFlashError: return "FLASH_ERROR";
     case HypertinyStoreStatus::kBadArgument: return "BAD_ARGUMENT";
   }

@@ -85,10 +85,11 @@ enum class HypertinyStoreStatus : uint8_t {
   kNothing,      // load: no committed record verifies: the base runs
   kNotLoaded,    // save before a load: the store does not know which page runs
   kTooLong,      // save: the patch does not fit a page (capacity above)
+  kNotNewer,     // save: the patch's counter is not above that of the record that runs
   kFlashError,   // save: erase or write failed, or the page did not read back
                  // as written; the record that ran is untouched
-  kBadArgument,  // a null pointer, an empty patch, a write unit not 1..16 (a
-                 // power of two), pages too small for a record
+  kBadArgument,  // a null pointer, a patch shorter than a patch header, a write
+                 // unit not 1..16 (a power of two), pages too small for a record
 };
 
 // What load found in a page (for logs and tests).
@@ -135,13 +136,15 @@ HypertinyStoreStatus hypertiny_patch_store_load(HypertinyPatchStore* store, cons
 // After a patch was verified and applied (its counter above every stored
 // one): makes it the stored record, in the page that does not hold the
 // record that runs (see the top of this file). The patch is not verified
-// again here (load verifies it at boot). On anything but kOk the record
-// that ran is still the one load returns at the next boot. Costs one page
-// erase (nRF52840: about 85 ms) and (L + 12) / 4 word writes.
+// again here (load verifies it at boot), but a counter (bytes 11..14) not
+// above the running record's is refused (kNotNewer): saving an older patch
+// would make the next save erase the newer one. On anything but kOk the
+// record that ran is still the one load returns at the next boot. Costs one
+// page erase (nRF52840: about 85 ms) and (L + 12) / 4 word writes.
 HypertinyStoreStatus hypertiny_patch_store_save(HypertinyPatchStore* store, const uint8_t* patch,
                                                 size_t patch_len);
 
-// "OK", "NOTHING", "NOT_LOADED", "TOO_LONG", "FLASH_ERROR", "BAD_ARGUMENT";
+// "OK", "NOTHING", "NOT_LOADED", "TOO_LONG", "NOT_NEWER", "FLASH_ERROR", "BAD_ARGUMENT";
 // and "ERASED", "BAD_RECORD", "UNCOMMITTED", "REFUSED", "VALID".
 const char* hypertiny_store_status_name(HypertinyStoreStatus status);
 const char* hypertiny_page_state_name(HypertinyPageState state);
