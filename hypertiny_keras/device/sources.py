@@ -7,7 +7,8 @@ for a wheel, an editable install and a checkout:
 
     library.properties, library.json   the Arduino / PlatformIO library manifests
     src/                               the portable core (HyperTinyPW.h, hypertiny_app.h/.cc,
-                                       hypertiny_patch.h/.cc: verifying and applying code patches)
+                                       hypertiny_patch.h/.cc: verifying and applying code patches,
+                                       hypertiny_patch_store.h/.cc: keeping the last one in flash)
     examples/HyperTinyPW/HyperTinyPW.ino   the sketch `hypertiny export --arduino` copies
     emulator/                          the emulated Cortex-M4F harness (`hypertiny emulate`)
 """
@@ -34,6 +35,8 @@ LIBRARY_FILES = (
     "src/hypertiny_app.cc",
     "src/hypertiny_patch.h",
     "src/hypertiny_patch.cc",
+    "src/hypertiny_patch_store.h",
+    "src/hypertiny_patch_store.cc",
     str(EXAMPLE_SKETCH),
 )
 #: Files of the emulator harness (relative to `tflm_app`).

@@ -15,24 +15,10 @@
 #include <cstring>
 #include <vector>
 
+#include "harness_io.h"
 #include "hypertiny_patch.h"
 
 namespace {
-
-bool read_file(const char* path, std::vector<uint8_t>* out) {
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) return false;
-  uint8_t chunk[4096];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0) out->insert(out->end(), chunk, chunk + n);
-  std::fclose(f);
-  return true;
-}
-
-void print_hex(const uint8_t* bytes, size_t n) {
-  for (size_t i = 0; i < n; ++i) std::printf("%02x", bytes[i]);
-  std::printf("\n");
-}
 
 int fail(const char* message, const char* what) {
   std::fprintf(stderr, "patch_harness: %s %s\n", message, what);
@@ -68,18 +54,7 @@ int main(int argc, char** argv) {
   if (!read_file(argv[4], &key)) return fail("cannot read", argv[4]);
   const uint32_t last_counter = static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10));
   std::vector<HypertinyPatchTarget> targets;
-  FILE* f = std::fopen(argv[6], "r");
-  if (f == nullptr) return fail("cannot read", argv[6]);
-  unsigned buffer;
-  unsigned long offset, length;
-  while (std::fscanf(f, "%u %lu %lu", &buffer, &offset, &length) == 3) {
-    HypertinyPatchTarget target;
-    target.buffer = static_cast<uint16_t>(buffer);
-    target.offset = static_cast<uint32_t>(offset);
-    target.length = static_cast<uint32_t>(length);
-    targets.push_back(target);
-  }
-  std::fclose(f);
+  if (!read_targets(argv[6], &targets)) return fail("cannot read", argv[6]);
   const bool in_place = argc == 9 && std::strcmp(argv[8], "inplace") == 0;
 
   HypertinyPatchInfo checked;

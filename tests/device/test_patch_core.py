@@ -3,19 +3,13 @@ HMAC equal hashlib's, a valid patch gives Python's `apply_patch` bytes exactly, 
 status and writes nothing."""
 import hashlib
 import hmac
-import os
 import pathlib
-import shutil
 import struct
 import subprocess
 
-import keras
 import numpy as np
 import pytest
 
-from hypertiny_keras import export_tflite, hypertiny_pw
-from hypertiny_keras.data.synthetic import make_beats
-from hypertiny_keras.device import sources
 from hypertiny_keras.tflite import patch as hp
 
 HARNESS = pathlib.Path(__file__).with_name("patch_harness.cc")
@@ -23,37 +17,9 @@ KEY = bytes(range(100, 132))
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory) -> pathlib.Path:
+def harness(build_native) -> pathlib.Path:
     """The harness + the core, compiled as CI would (C++11, every warning an error)."""
-    compiler = shutil.which("g++")
-    if compiler is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("g++ is needed to build the patch core (CI=true)")
-        pytest.skip("g++ not found")
-    binary = tmp_path_factory.mktemp("patch_harness") / "patch_harness"
-    core = sources.core_dir()
-    done = subprocess.run(
-        [compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-O1", f"-I{core}", str(HARNESS),
-         str(core / "hypertiny_patch.cc"), "-o", str(binary)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return binary
-
-
-@pytest.fixture(scope="module")
-def boot(tmp_path_factory):
-    """(base boot file, a personalized one: every code value redrawn) of a small untrained dense-head model."""
-    keras.utils.set_random_seed(1)
-    windows = make_beats(32, seed=1)[0]
-    path = tmp_path_factory.mktemp("patch_core") / "boot.tflite"
-    export_tflite(hypertiny_pw(windows.shape[1:], 2, widths=(8, 12, 16), code_dim=4, hidden_dim=8), windows, path,
-                  synthesis="boot")
-    base, rng = path.read_bytes(), np.random.default_rng(1)
-    personalized = bytearray(base)
-    for offset, length in hp.code_buffers(base).values():
-        personalized[offset:offset + length] = rng.integers(-127, 128, length, dtype=np.int8).tobytes()
-    return base, bytes(personalized)
+    return build_native(HARNESS, ("hypertiny_patch.cc",))
 
 
 def _run(harness, *args) -> subprocess.CompletedProcess:

@@ -279,6 +279,20 @@ HypertinyStatus setup_on(const HypertinyConfig& config, HypertinyMode mode) {
   return HypertinyStatus::kOk;
 }
 
+// Whether hypertiny_setup() gave a base (slot A); *setup (may be null) = kOk, or kNotSetUp if not. Slot A's
+// id is hashed once (constant); then each patch costs an HMAC over it, not a hash of the model.
+bool know_base(HypertinyStatus* setup) {
+  if (setup != nullptr) *setup = g_base.model != nullptr ? HypertinyStatus::kOk : HypertinyStatus::kNotSetUp;
+  if (g_base.model == nullptr) return false;
+  if (!g_base_id_known) {
+    uint8_t digest[32];
+    hypertiny_sha256(g_base.model, g_base.model_bytes, digest);
+    std::memcpy(g_base_id, digest, sizeof(g_base_id));
+    g_base_id_known = true;
+  }
+  return true;
+}
+
 }  // namespace
 
 HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mode) {
@@ -289,18 +303,7 @@ HypertinyStatus hypertiny_setup(const HypertinyConfig& config, HypertinyMode mod
 
 HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uint8_t* patch, size_t patch_bytes,
                                            HypertinyMode mode, HypertinyStatus* setup) {
-  if (setup != nullptr) *setup = HypertinyStatus::kOk;
-  if (g_base.model == nullptr) {
-    if (setup != nullptr) *setup = HypertinyStatus::kNotSetUp;
-    return HypertinyPatchStatus::kBadArgument;
-  }
-  // Slot A's id is hashed once (constant); then each patch costs an HMAC over it, not a hash of the model.
-  if (!g_base_id_known) {
-    uint8_t digest[32];
-    hypertiny_sha256(g_base.model, g_base.model_bytes, digest);
-    std::memcpy(g_base_id, digest, sizeof(g_base_id));
-    g_base_id_known = true;
-  }
+  if (!know_base(setup)) return HypertinyPatchStatus::kBadArgument;
   // Verified against slot A while the current model keeps running.
   const HypertinyPatchStatus checked =
       hypertiny_patch_check_id(patch, patch_bytes, g_base_id, g_base.model_bytes, slots.key, slots.key_bytes,
@@ -332,6 +335,28 @@ HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uin
 }
 
 bool hypertiny_patched() { return g_ready && g_base.model != nullptr && g_config.model != g_base.model; }
+
+// The patch kept in flash (hypertiny_patch_store.h), applied at boot.
+HypertinyStoreStatus hypertiny_restore_patch(HypertinyPatchSlots& slots, HypertinyPatchStore& store,
+                                             HypertinyMode mode, HypertinyStatus* setup) {
+  if (!know_base(setup)) return HypertinyStoreStatus::kBadArgument;
+  HypertinyStoredPatch stored;
+  const HypertinyStoreStatus loaded = hypertiny_patch_store_load(
+      &store, g_base_id, g_base.model_bytes, slots.key, slots.key_bytes, slots.targets, slots.n_targets, &stored);
+  for (unsigned page = 0; page < 2 && loaded != HypertinyStoreStatus::kBadArgument; ++page) {
+    log_line("hypertiny: patch store page %u: %s%s%s", page, hypertiny_page_state_name(store.state[page]),
+             store.state[page] == HypertinyPageState::kRefused ? " " : "",
+             store.state[page] == HypertinyPageState::kRefused ? hypertiny_patch_status_name(store.refused[page])
+                                                               : "");
+  }
+  if (loaded != HypertinyStoreStatus::kOk) return loaded;
+  const uint32_t previous = slots.last_counter;
+  slots.last_counter = stored.counter - 1;  // load verified it: counter >= 1
+  const HypertinyPatchStatus applied = hypertiny_apply_patch(slots, stored.patch, stored.patch_bytes, mode, setup);
+  // Also if the patched model did not set up (the base runs): the counter was accepted once.
+  slots.last_counter = stored.counter > previous ? stored.counter : previous;
+  return applied == HypertinyPatchStatus::kOk ? HypertinyStoreStatus::kOk : HypertinyStoreStatus::kBadArgument;
+}
 
 HypertinyStatus hypertiny_classify(const int8_t* window, int8_t* scores) {
   if (!g_ready) return HypertinyStatus::kNotSetUp;

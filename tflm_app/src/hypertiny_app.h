@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "hypertiny_patch.h"
+#include "hypertiny_patch_store.h"
 
 namespace tflite {
 class MicroOpResolver;
@@ -138,5 +139,18 @@ HypertinyPatchStatus hypertiny_apply_patch(HypertinyPatchSlots& slots, const uin
 
 // Whether the interpreter runs slot B (a patched model) rather than the base.
 bool hypertiny_patched();
+
+// Boot with the patch kept in flash (hypertiny_patch_store.h): after
+// hypertiny_setup(), loads the store (hypertiny_patch_store_load against
+// slot A, with slots' key and targets) and, if a committed record verifies,
+// applies the newest one as hypertiny_apply_patch does (*setup: its setup
+// status) and sets slots.last_counter to its counter, also when the patched
+// model fails to set up (the base then runs). Returns kOk (the stored patch
+// runs, or was tried), kNothing (the base runs, slots.last_counter
+// unchanged), kBadArgument (no setup yet, or a bad store). After a later
+// hypertiny_apply_patch returns kOk, the sketch keeps the patch with
+// hypertiny_patch_store_save(&store, patch, bytes).
+HypertinyStoreStatus hypertiny_restore_patch(HypertinyPatchSlots& slots, HypertinyPatchStore& store,
+                                             HypertinyMode mode, HypertinyStatus* setup);
 
 #endif  // HYPERTINY_APP_H_

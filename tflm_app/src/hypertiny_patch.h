@@ -39,19 +39,22 @@
 //     copies slot A into slot B and then writes the records: applying a
 //     second patch does not keep codes of the first one.
 //   * What persists across reboots is the patch, not the patched model (tens
-//     of bytes instead of a model copy; no erase of the model's pages). Design
-//     for the flash part (NOT built in this library yet): two flash pages P0/P1
-//     (nRF52840 NVMC: 4 kB pages, a word written at a time) each hold one
-//     record {magic, patch length, patch bytes, commit word}. To store a new
-//     patch: erase the page that does not hold the current one, write
-//     magic, length and patch, and write the commit word LAST. At boot: take
-//     the pages whose commit word is set, re-verify each patch with
-//     hypertiny_patch_check (its tag, base id, targets; last_counter =
-//     counter - 1), and apply the one with the larger counter; if none
-//     verifies, run slot A. A power cut while a page is written leaves that
-//     page uncommitted and the other page (the previous patch) intact; a cut
-//     during the erase loses only the page being replaced. The largest
-//     committed counter is the device's `last_counter` (replay protection).
+//     of bytes instead of a model copy; no erase of the model's pages):
+//     hypertiny_patch_store.h keeps the last accepted patch in two flash
+//     pages P0/P1 (nRF52840 NVMC: 4 kB pages, a 32-bit word written at a
+//     time), written alternately, each holding one record {magic, patch
+//     length, patch bytes, commit word}. A save erases the page that does not
+//     hold the record that runs, writes magic, length and patch, reads them
+//     back and writes the commit word LAST. At boot (hypertiny_restore_patch
+//     in hypertiny_app.h) the committed records are re-verified with
+//     hypertiny_patch_check_id (tag, base id, targets) and the one with the
+//     larger counter is applied into slot B; its counter is the device's
+//     last_counter (replay protection across resets); if none verifies, slot
+//     A runs. A power cut while a page is erased or written leaves that page
+//     erased, garbled or uncommitted and the other page (the patch that ran)
+//     intact: tests/device/test_patch_store.py cuts every save at every word
+//     write and during the erase on a simulated NOR flash, and the device
+//     always boots the previous patch (or the base), never a mix.
 //     The RAM apply below writes nothing on any refusal, so a refused patch
 //     never leaves slot B half written; a power cut during the RAM apply
 //     loses only RAM, and the boot path above rebuilds it.

@@ -36,9 +36,12 @@
 // DIR boot.tflite --patch-key-file KEY` writes it; tflm_app/README.md): HYPERTINY_PATCH_MODEL_BYTES
 // (= g_model_len), kHypertinyPatchKey[] and kHypertinyPatchKeyBytes (the HMAC
 // key), kHypertinyPatchTargets[] and kHypertinyPatchTargetCount (the base's
-// code buffers). The patched model lives in RAM (one model copy); after a
-// reset the base runs again and the counter starts from 0 (nothing is kept
-// in flash yet).
+// code buffers). The patched model lives in RAM (one model copy). On the
+// Mbed OS core (Nano 33 BLE) the last accepted patch is also kept in the
+// last two 4 kB flash pages (hypertiny_patch_store.h): at setup it is
+// verified again and applied, with its counter (a replay stays refused after
+// a reset); an upload of a sketch erases those pages. Elsewhere a reset
+// brings back the base and the counter 0.
 #if !__has_include("model_data.h")
 #error "HyperTinyPW: no model here. Run `hypertiny export --arduino <sketch folder> MODEL.tflite` and open the sketch it writes (see the top of this file)."
 #else
@@ -73,6 +76,60 @@ static char g_line[96];
 alignas(16) static uint8_t g_slot_b[HYPERTINY_PATCH_MODEL_BYTES];
 static HypertinyPatchSlots g_slots = {g_slot_b, sizeof(g_slot_b), kHypertinyPatchKey, kHypertinyPatchKeyBytes,
                                       kHypertinyPatchTargets, kHypertinyPatchTargetCount, 0};
+#endif
+#if defined(ARDUINO_ARCH_MBED) && defined(HYPERTINY_PATCHES)
+// The patch store over mbed::FlashIAP: pages P0, P1 = the last two sectors of
+// the flash (4 kB each on the nRF52840), used only if they lie past the
+// sketch. The nRF52840's flash is memory mapped: a page is read in place.
+#include <FlashIAP.h>
+#define HYPERTINY_PATCH_STORE 1
+static mbed::FlashIAP g_flash_iap;
+static uint32_t g_store_address = 0;  // P0; P1 follows it
+static HypertinyPatchStore g_store = {};
+static bool g_store_ready = false;
+
+static const uint8_t* store_read(void*, unsigned page) {
+  return reinterpret_cast<const uint8_t*>(g_store_address + page * g_store.flash.page_bytes);
+}
+static bool store_erase(void*, unsigned page) {
+  return g_flash_iap.erase(g_store_address + page * g_store.flash.page_bytes, g_store.flash.page_bytes) == 0;
+}
+static bool store_write(void*, unsigned page, size_t offset, const uint8_t* data, size_t len) {
+  return g_flash_iap.program(data, g_store_address + page * g_store.flash.page_bytes + offset, len) == 0;
+}
+
+// At setup: finds the two pages and applies the stored patch, if one verifies.
+static void restore_patch() {
+  const bool flash_ok = g_flash_iap.init() == 0;
+  const uint32_t end = flash_ok ? g_flash_iap.get_flash_start() + g_flash_iap.get_flash_size() : 0;
+  const uint32_t sector = flash_ok ? g_flash_iap.get_sector_size(end - 1) : 0;
+  g_store_address = end - 2 * sector;
+  if (!flash_ok || g_flash_iap.get_sector_size(g_store_address) != sector ||
+      g_store_address < FLASHIAP_APP_ROM_END_ADDR) {
+    Serial.println("patch store: no two free flash sectors past the sketch: patches are not kept");
+    return;
+  }
+  g_store.flash = {sector, g_flash_iap.get_page_size(), store_read, store_erase, store_write, nullptr};
+  HypertinyStatus setup = HypertinyStatus::kOk;
+  const HypertinyStoreStatus status = hypertiny_restore_patch(g_slots, g_store, kMode, &setup);
+  g_store_ready = status == HypertinyStoreStatus::kOk || status == HypertinyStoreStatus::kNothing;
+  snprintf(g_line, sizeof(g_line), "patch store at 0x%lx: %s, counter %lu%s%s",
+           static_cast<unsigned long>(g_store_address), hypertiny_store_status_name(status),
+           static_cast<unsigned long>(g_slots.last_counter), setup == HypertinyStatus::kOk ? "" : ", setup: ",
+           setup == HypertinyStatus::kOk ? "" : hypertiny_status_name(setup));
+  Serial.println(g_line);
+}
+
+// After a patch ran: keeps it (one page erase, ~85 ms, and its words).
+static void save_patch(const uint8_t* patch, size_t bytes) {
+  const uint32_t start = micros();
+  const HypertinyStoreStatus status =
+      g_store_ready ? hypertiny_patch_store_save(&g_store, patch, bytes) : HypertinyStoreStatus::kNotLoaded;
+  snprintf(g_line, sizeof(g_line), "patch store: save %s (%lu us)%s", hypertiny_store_status_name(status),
+           static_cast<unsigned long>(micros() - start),
+           status == HypertinyStoreStatus::kOk ? "" : ", not kept over a reset");
+  Serial.println(g_line);
+}
 #endif
 static uint8_t g_patch[512];  // a patch being read ("P" line)
 static size_t g_patch_bytes = 0;
@@ -190,6 +247,9 @@ static void apply_patch() {
   const HypertinyPatchStatus status = hypertiny_apply_patch(g_slots, g_patch, g_patch_bytes, kMode, &setup);
   const uint32_t took = micros() - start;
   if (status == HypertinyPatchStatus::kOk && setup == HypertinyStatus::kOk) {
+#ifdef HYPERTINY_PATCH_STORE
+    save_patch(g_patch, g_patch_bytes);
+#endif
     snprintf(g_line, sizeof(g_line), "A %lu %lu", static_cast<unsigned long>(g_slots.last_counter),
              static_cast<unsigned long>(took));
   } else {
@@ -287,6 +347,9 @@ void setup() {
       delay(1000);
     }
   }
+#ifdef HYPERTINY_PATCH_STORE
+  restore_patch();
+#endif
   print_figures();
   run_tests();
   if (kMode == HypertinyMode::kLazy) print_figures();  // the synthesis figure is known now
