@@ -42,10 +42,12 @@ _API = {
     "codes_file": "hypertiny_keras.training.personalize",
     "pareto": "hypertiny_keras.sweeps.pareto_front",
     "plot_pareto": "hypertiny_keras.sweeps.pareto_front",
+    "run_tasks": "hypertiny_keras.execution",
 }
 #: Public subpackages.
 _SUBPACKAGES = (
-    "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite", "training",
+    "data", "device", "evaluation", "execution", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
+    "training",
 )
 
 __all__ = sorted(_API) + list(_SUBPACKAGES)
