@@ -38,7 +38,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "pareto"
 DATASETS = ("mitbih", "mitbih_aami5", "speech_commands", "ptbxl")
 
 
-def _windows(dataset: str, data_root: pathlib.Path):
+def dataset_windows(dataset: str, data_root: pathlib.Path):
+    """The windows of `dataset` (one of `DATASETS`) under `data_root`, as the fronts use them."""
     from hypertiny_keras.data import load_mitbih, load_ptbxl, load_speech_commands
 
     if dataset == "ptbxl":
@@ -91,7 +92,7 @@ def main() -> None:
             parser.error(f"--merge: {out / (name + '.json')} does not exist")
         previous = json.loads((out / f"{name}.json").read_text())
     data_root = pathlib.Path(os.environ.get("HYPERTINY_DATA", "../shared/data"))
-    windows = subsample(_windows(args.dataset, data_root),
+    windows = subsample(dataset_windows(args.dataset, data_root),
                         {"train": args.max_train, "val": args.max_eval, "test": args.max_eval}, seed=0)
     settings = ParetoSettings(depth=args.depth, rank=args.rank, epochs=args.epochs)
     journal = out / f"{name}.runs.jsonl"

@@ -115,3 +115,23 @@ def ray_cluster():
         shutil.rmtree(root, ignore_errors=True)
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="session")
+def codes_base(tmp_path_factory):
+    """A small dense-head HyperTinyPW trained 1 epoch on synthetic beats: `(model, x, y, folder)`, with the folder
+    holding it as `model.keras` and its boot file `base.tflite` (personalization and fleet tests)."""
+    import keras
+
+    from hypertiny_keras import export_tflite, hypertiny_pw
+    from hypertiny_keras.data.synthetic import make_beats
+
+    keras.utils.set_random_seed(0)
+    x, y = make_beats(300, seed=0)
+    model = hypertiny_pw(x.shape[1:], 2, widths=(8, 12, 12), code_dim=4, hidden_dim=8)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    folder = tmp_path_factory.mktemp("codes_base")
+    model.save(folder / "model.keras")
+    export_tflite(model, x[:64], folder / "base.tflite", synthesis="boot")
+    return model, x, y, folder

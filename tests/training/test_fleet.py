@@ -1,11 +1,9 @@
 """personalize_many: one authenticated code patch per subject, a failing subject recorded, the same fleet on Ray."""
 import json
 
-import keras
 import numpy as np
 import pytest
 
-from hypertiny_keras import export_tflite, hypertiny_pw
 from hypertiny_keras.data.synthetic import make_beats
 from hypertiny_keras.device.runtime import predict
 from hypertiny_keras.evaluation.metrics import multiclass_metrics
@@ -17,20 +15,14 @@ SETTINGS = FleetSettings(steps=20, patience=20)
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    x, y = make_beats(600, seed=0)
-    model = hypertiny_pw(x.shape[1:], 2, widths=(8, 12, 12), code_dim=4, hidden_dim=8)
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=2, verbose=0)
-    path = tmp_path_factory.mktemp("fleet") / "base.tflite"
-    export_tflite(model, x[:64], path, synthesis="boot")
+def fleet(codes_base):
+    model, x, y, folder = codes_base
     subjects = []
     for i, sign in enumerate((-1.0, 1.0)):  # an inverted lead, and a wearer like the training set
         xs, ys = make_beats(160, seed=10 + i)
         subjects.append(Subject(f"s{i}", sign * xs[:120], ys[:120], sign * xs[120:], ys[120:]))
     subjects.append(Subject("bad", xs[:40, :-1], ys[:40]))  # windows one sample short: this subject fails
-    return model, path.read_bytes(), subjects, (x[:60], y[:60])
+    return model, (folder / "base.tflite").read_bytes(), subjects, (x[:60], y[:60])
 
 
 def test_every_subject_gets_a_patch_that_carries_what_was_scored(fleet, tmp_path):
