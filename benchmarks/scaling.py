@@ -2,7 +2,7 @@
 
 Measures the wall time of each (the Ray run's includes starting and stopping
 Ray and every worker's TensorFlow import) and checks that both give the same
-points (timings aside). Writes `benchmarks/results/scaling.{json,md}`.
+points (timings aside). Writes `benchmarks/results/<name>.{json,md}` (default `scaling`).
 
     .venv/bin/python benchmarks/scaling.py                 # 2 variants x 2 widths x 4 seeds, workers=2
 
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=4000)
     parser.add_argument("--max-eval", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--name", default="scaling", help="base name of the written files")
     args = parser.parse_args()
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     with quiet.silenced():
@@ -75,7 +76,7 @@ def main() -> None:
         "points": sequential["result"]["points"],
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scaling.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
     loads = "; ".join(f"{label}: {run['load_before'][0]:.1f} before, {run['load_after'][0]:.1f} after"
                       for label, run in runs.items())
     lines = [
@@ -100,7 +101,7 @@ def main() -> None:
         f"Machine load average (1 min) around each run: {loads}. Other jobs on the machine share its cores: "
         "a load above the CPU count slows the parallel run more than the sequential one.",
     ]
-    (RESULTS / "scaling.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
