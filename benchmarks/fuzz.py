@@ -11,36 +11,37 @@ Writes `benchmarks/results/<name>.{json,md}` (default `fuzz`).
 
     .venv/bin/python benchmarks/fuzz.py --count 2000
     .venv/bin/python benchmarks/fuzz.py --count 400 --heads lowrank_shared,kronecker_shared --name fuzz_shared
+    .venv/bin/python benchmarks/fuzz.py --count 20000 --ray-address auto      # on a running Ray cluster
+
+Each architecture is one `hypertiny_keras.execution.run_tasks` task (a local Ray
+with `--workers` CPUs, a cluster, or `--workers 0`: this process); finished
+architectures are journaled in `benchmarks/results/<name>.runs.jsonl`, so an
+interrupted run re-run computes only the rest (and a larger `--count` only the
+new ones).
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import json
-import multiprocessing
 import pathlib
-import tempfile
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-from hypertiny_keras.testing.fuzzing import check_export, kinds, random_architecture
+from hypertiny_keras.execution import Journal, run_tasks
+from hypertiny_keras.testing.fuzzing import check_architecture, kinds, random_architecture
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def _check(arch) -> tuple[str, str]:
-    """`check_export` of one architecture in a fresh temporary folder (runs in a worker process)."""
-    with tempfile.TemporaryDirectory() as directory:
-        return check_export(arch, pathlib.Path(directory))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="architectures to try")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="processes (the outcomes do not depend on it)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="a local Ray with N CPUs; 0: in this process (the outcomes do not depend on it)")
+    parser.add_argument("--ray-address", default=None, help="run on this Ray cluster (auto, host:6379, ray://...)")
     parser.add_argument("--heads", default=",".join(kinds()), help="comma-separated kernel generators drawn from")
     parser.add_argument("--name", default="fuzz", help="base name of the written files")
     args = parser.parse_args()
@@ -54,9 +55,13 @@ def main() -> None:
     outcomes, reasons, broken = collections.Counter(), collections.Counter(), []
     by_kind = collections.defaultdict(collections.Counter)
     start = time.time()
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        results = pool.imap(_check, architectures)
-        checked = list(tqdm(results, total=args.count, desc="architectures", unit="model"))
+    RESULTS.mkdir(exist_ok=True)
+    journal = Journal(RESULTS / f"{args.name}.runs.jsonl", {"seed": args.seed, "heads": list(heads)})
+    outcomes_by_index = run_tasks(check_architecture, {str(i): (arch,) for i, arch in enumerate(architectures)},
+                                  workers=None if args.ray_address or not args.workers else args.workers,
+                                  address=args.ray_address, journal=journal, desc="architectures")
+    checked = [o["result"] if o["status"] == "done" else ["broken", f"task failed: {o['error']}"]
+               for o in outcomes_by_index.values()]
     for index, (arch, (outcome, detail)) in enumerate(zip(architectures, checked)):
         outcomes[outcome] += 1
         by_kind[f"{arch.dims}-D, {arch.head}"][outcome] += 1
@@ -70,7 +75,6 @@ def main() -> None:
     result = {"command": command, "count": args.count, "seed": args.seed, "seconds": round(seconds, 1),
               "outcomes": dict(outcomes), "refusals": dict(reasons),
               "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())}, "broken": broken}
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Export fuzzing: random architectures",

@@ -5,6 +5,12 @@ Runs `hypertiny_keras.pareto` on a real dataset and writes
 
     .venv/bin/python benchmarks/pareto.py --dataset mitbih
     .venv/bin/python benchmarks/pareto.py --dataset speech_commands --widths 16,32,64 --epochs 10
+    .venv/bin/python benchmarks/pareto.py --dataset mitbih --workers 2             # every core (a local Ray)
+    .venv/bin/python benchmarks/pareto.py --dataset mitbih --ray-address auto      # a running Ray cluster
+
+Every finished run is written to `<out>/<name>.runs.jsonl` as it arrives: the
+same command re-run after an interruption computes only the runs it lacks
+(`--fresh` starts over).
 
 Datasets (from `$HYPERTINY_DATA`, default `../shared/data`):
 - `mitbih`: MIT-BIH Arrhythmia, AAMI V vs rest, de Chazal inter-patient split (DS1 -> train/val by
@@ -32,7 +38,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "pareto"
 DATASETS = ("mitbih", "mitbih_aami5", "speech_commands", "ptbxl")
 
 
-def _windows(dataset: str, data_root: pathlib.Path):
+def dataset_windows(dataset: str, data_root: pathlib.Path):
+    """The windows of `dataset` (one of `DATASETS`) under `data_root`, as the fronts use them."""
     from hypertiny_keras.data import load_mitbih, load_ptbxl, load_speech_commands
 
     if dataset == "ptbxl":
@@ -62,7 +69,16 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true",
                         help="replace only the points of this grid (variants x widths) in the existing <name>.json "
                              "(pareto_front.merge)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs in parallel on this machine (a local Ray with N CPUs; default: one after another)")
+    parser.add_argument("--ray-address", default=None,
+                        help="run on this Ray cluster: auto, <head-ip>:6379 or ray://<head-ip>:10001")
+    parser.add_argument("--fresh", action="store_true", help="ignore (and replace) the journal of finished runs")
     args = parser.parse_args()
+    if args.workers is not None and args.ray_address is not None:
+        parser.error("give --workers or --ray-address, not both")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be >= 1")
 
     with quiet.silenced():
         from hypertiny_keras.sweeps.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
@@ -76,9 +92,12 @@ def main() -> None:
             parser.error(f"--merge: {out / (name + '.json')} does not exist")
         previous = json.loads((out / f"{name}.json").read_text())
     data_root = pathlib.Path(os.environ.get("HYPERTINY_DATA", "../shared/data"))
-    windows = subsample(_windows(args.dataset, data_root),
+    windows = subsample(dataset_windows(args.dataset, data_root),
                         {"train": args.max_train, "val": args.max_eval, "test": args.max_eval}, seed=0)
     settings = ParetoSettings(depth=args.depth, rank=args.rank, epochs=args.epochs)
+    journal = out / f"{name}.runs.jsonl"
+    if args.fresh:
+        journal.unlink(missing_ok=True)
     start = time.time()
     bar = os.fdopen(os.dup(2), "w")  # the real stderr: the progress bar stays visible while the rest is silenced
     with quiet.silenced():
@@ -89,6 +108,9 @@ def main() -> None:
             seeds=[int(s) for s in args.seeds.split(",")],
             settings=settings,
             progress=bar,
+            workers=args.workers,
+            address=args.ray_address,
+            journal=journal,
         )
     minutes = (time.time() - start) / 60
     command = "HYPERTINY_DATA=../shared/data .venv/bin/python benchmarks/pareto.py " + " ".join(sys.argv[1:])
@@ -106,7 +128,8 @@ def main() -> None:
     plot_pareto(result, out / f"{name}.png", title=title)
     text = markdown(result, title, result["command"])
     text += (f"\nWindows used: {result['windows']} ({', '.join(result['class_names'])}); "
-             f"{minutes:.0f} min on this 2-core machine.\n\n![front]({name}.png)\n")
+             f"{minutes:.0f} min on this 2-core machine"
+             f"{f' with --workers {args.workers}' if args.workers else ''}.\n\n![front]({name}.png)\n")
     (out / f"{name}.md").write_text(text)
     print(f"wrote {out / (name + '.md')}")
 

@@ -40,12 +40,15 @@ _API = {
     "inspect_tflite": "hypertiny_keras.tflite.inspect",
     "personalize": "hypertiny_keras.training.personalize",
     "codes_file": "hypertiny_keras.training.personalize",
+    "personalize_many": "hypertiny_keras.training.fleet",
     "pareto": "hypertiny_keras.sweeps.pareto_front",
     "plot_pareto": "hypertiny_keras.sweeps.pareto_front",
+    "run_tasks": "hypertiny_keras.execution",
 }
 #: Public subpackages.
 _SUBPACKAGES = (
-    "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite", "training",
+    "data", "device", "evaluation", "execution", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
+    "training",
 )
 
 __all__ = sorted(_API) + list(_SUBPACKAGES)

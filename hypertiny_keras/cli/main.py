@@ -370,6 +370,17 @@ def parser() -> argparse.ArgumentParser:
     pi.add_argument("--key-file")
     pi.add_argument("--json", action="store_true")
     pi.set_defaults(run=_patch_inspect)
+    pf = psub.add_parser("fleet", help="one code patch per subject of a fleet (codes tuned, scored in TFLM)")
+    pf.add_argument("model", help="the base Keras model (.keras) every device runs")
+    pf.add_argument("base", help="its boot .tflite (the file every device holds)")
+    pf.add_argument("subjects", help=".npz with x, y, subject (one name per window) and optionally test (bools)")
+    pf.add_argument("--key-file", required=True, help="the HMAC key: a file of 16 bytes or more")
+    pf.add_argument("--counter", type=int, required=True, help="1..2^32-1, above any counter the devices applied")
+    pf.add_argument("--out", required=True, help="folder for <subject>.patch, fleet.json and the run's journal")
+    pf.add_argument("--steps", type=int, default=150, help="most Adam steps per subject (default 150)")
+    pf.add_argument("--workers", type=int, help="subjects in parallel on this machine (a local Ray with N CPUs)")
+    pf.add_argument("--ray-address", help="run on this Ray cluster: auto, <head-ip>:6379 or ray://<head-ip>:10001")
+    pf.set_defaults(run=_patch_fleet)
 
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -379,7 +390,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="also write the summary to this JSON file")
     s.set_defaults(run=_data_summary)
     # -v also after the command; its default stays the main parser's
-    for subparser in (q, e, a, c, i, m, pa, pm, pp, pi, d, s):
+    for subparser in (q, e, a, c, i, m, pa, pm, pp, pi, pf, d, s):
         _add_verbose(subparser, argparse.SUPPRESS)
     return p
 
@@ -432,6 +443,20 @@ def _patch_inspect(args) -> None:
     print("  bytes: " + ", ".join(f"{k} {v}" for k, v in info["byte_split"].items()))
     for record in info["records"]:
         print(f"  buffer {record['buffer']}: {record['bytes']} bytes, int8 {record['int8']}")
+
+
+def _patch_fleet(args) -> None:
+    files = [_existing_file(p) for p in (args.model, args.base, args.subjects)]
+    bar = os.fdopen(os.dup(2), "w")  # the real stderr: the progress bar stays visible while the rest is silenced
+    with bar, quiet.silenced():  # TensorFlow's import and Keras' loading
+        from hypertiny_keras.training.fleet import FleetSettings, personalize_fleet_files
+
+        fleet = personalize_fleet_files(*files, _key(args), args.counter, args.out, FleetSettings(steps=args.steps),
+                                        workers=args.workers, address=args.ray_address, progress=bar)
+    s = fleet["summary"]
+    print(f"{args.out}: {s['personalized']} of {s['subjects']} subjects patched ({s['failed']} failed)"
+          + (f", patches up to {s['patch_bytes']['max']} bytes; accuracy {s['accuracy']['before']:.3f} -> "
+             f"{s['accuracy']['after']:.3f}" if s["personalized"] else ""))
 
 
 def _add_dense_scales(p: argparse.ArgumentParser) -> None:

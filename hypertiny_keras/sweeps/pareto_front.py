@@ -158,8 +158,17 @@ def pareto(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     settings: ParetoSettings = ParetoSettings(),
     progress: bool | TextIO = True,
+    workers: int | None = None,
+    address: str | None = None,
+    journal: str | pathlib.Path | None = None,
+    retries: int = 2,
 ) -> dict:
     """Train, export and score every (variant, width, seed); return the points and the front.
+
+    Every (trained variant, width, seed) is one task of `execution.run_tasks`:
+    in this process one after another (the default), on this machine's cores
+    (`workers=N`, a local Ray) or on a Ray cluster (`address=`). Each task
+    seeds itself, so the points do not depend on where they ran (timings aside).
 
     Args:
         windows: a `data.Windows` with train/val/test splits (e.g. `load_mitbih`).
@@ -168,23 +177,28 @@ def pareto(
         seeds: training seeds of each (variant, width).
         settings: the grid's shared `ParetoSettings`.
         progress: a progress bar over the runs (on stderr, or on this stream).
+        workers: run the grid on a local Ray with this many CPUs (one per run).
+        address: run the grid on this Ray cluster (`"auto"`, `"host:6379"`, `"ray://host:10001"`).
+        journal: a `.jsonl` file each finished run is written to as it arrives; a
+            sweep re-run with it computes only the runs it does not hold (the grid
+            may grow: new seeds, widths or variants are the only runs made).
+        retries: re-runs of a run whose Ray worker died (killed, out of memory).
 
     Returns:
         JSON-ready `{"metric", "settings", "points", "summary", "frontier"}`:
         `points` one per run (variant, width, seed, `file_bytes` of the
         deployed `.tflite`, `arena_bytes` (64-bit host TFLM), `ram_bytes`
         (arena + generated kernels), the int8 TFLM test metric, or `error`
-        when the export refused the model); `summary` one per (variant,
-        width) with the metric's mean and sd over seeds and the mean bytes;
-        `frontier` the summary rows no other row beats on both bytes (fewer)
-        and mean metric (higher).
+        when the export refused the model or the run failed); `summary` one
+        per (variant, width) with the metric's mean and sd over seeds and the
+        mean bytes; `frontier` the summary rows no other row beats on both
+        bytes (fewer) and mean metric (higher).
 
     Raises:
-        ValueError: for an unknown variant, an empty grid or a width < 1.
+        ValueError: for an unknown variant, an empty grid, a width < 1, or a
+            journal written for other settings or windows.
     """
-    from tqdm import tqdm
-
-    from hypertiny_keras.sweeps.runner import ModelSpec, RunSettings, run_model
+    from hypertiny_keras.execution import Journal, digest, run_tasks
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -194,32 +208,27 @@ def pareto(
     if min(widths) < 1:
         raise ValueError(f"widths must be >= 1, got {list(widths)}")
     metric = _metric_name(windows)
-    run_settings = RunSettings(
-        epochs=settings.epochs, batch_size=settings.batch_size, patience=settings.patience,
-        kernel=settings.smoothing, bootstrap=settings.bootstrap, packed_bits=(),
-    )
     trained = list(dict.fromkeys(_trains(v) for v in variants))
-    grid = [(t, w, s) for t in trained for w in widths for s in seeds]
+    tasks = {}
+    for base in trained:
+        mine = tuple(v for v in variants if _trains(v) == base)
+        for width in widths:
+            for seed in seeds:
+                tasks[f"{'+'.join(mine)} w{width} seed{seed}"] = (mine, width, seed)
+    if journal is not None:
+        journal = Journal(journal, {"pareto": dataclasses.asdict(settings), "windows": digest(
+            windows.x, windows.y, windows.split, windows.record, windows.patient, windows.order,
+            list(windows.class_names))})
+    outcomes = run_tasks(pareto_run, tasks, (windows, settings), workers=workers, address=address, journal=journal,
+                         retries=retries, progress=progress, desc="pareto runs")
     points = []
-    bar = tqdm(grid, desc="pareto runs", unit="run", disable=not progress,
-               file=None if isinstance(progress, bool) else progress)
-    for base, width, seed in bar:
-        builder = VARIANTS[base].build
-        block_widths = (width,) * settings.depth
-        spec = ModelSpec(
-            f"{base}_w{width}",
-            lambda shape, classes, builder=builder, w=block_widths: builder(shape, classes, w, settings.rank),
-            export_options=VARIANTS[base].export_options,
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            result, _ = run_model(spec, windows, seed, run_settings, export_dir=tmp)
-            for variant in (v for v in variants if _trains(v) == base):
-                point = _point(result, variant, width, seed, metric)
-                codec = VARIANTS[variant].codec
-                if codec is not None and "error" not in point:
-                    deployed = pathlib.Path(tmp) / f"{spec.name}_seed{seed}_{point['deployed']}.tflite"
-                    point = _codec_point(point, codec, deployed, windows, run_settings, seed, metric)
-                points.append(point)
+    for key, (mine, width, seed) in tasks.items():
+        outcome = outcomes[key]
+        if outcome["status"] == "done":
+            points += outcome["result"]
+        else:
+            points += [{"variant": v, "width": width, "seed": seed, "error": f"run failed: {outcome['error']}"}
+                       for v in mine]
     points.sort(key=lambda p: (list(variants).index(p["variant"]), p["width"], p["seed"]))
     summary = _summarize(points)
     return {
@@ -232,6 +241,41 @@ def pareto(
         "summary": summary,
         "frontier": frontier(summary),
     }
+
+
+def pareto_run(windows, settings: ParetoSettings, variants: Sequence[str], width: int, seed: int) -> list[dict]:
+    """One task of `pareto`: train `variants`' shared base at `width` with `seed`; one point per variant.
+
+    `variants` all train the same model (a variant and its `+codec` files).
+    Seeds Keras, NumPy and Python itself (through `run_model`), so the points
+    are the same in any process.
+    """
+    from hypertiny_keras.sweeps.runner import ModelSpec, RunSettings, run_model
+
+    base = _trains(variants[0])
+    metric = _metric_name(windows)
+    run_settings = RunSettings(
+        epochs=settings.epochs, batch_size=settings.batch_size, patience=settings.patience,
+        kernel=settings.smoothing, bootstrap=settings.bootstrap, packed_bits=(),
+    )
+    builder = VARIANTS[base].build
+    block_widths = (width,) * settings.depth
+    spec = ModelSpec(
+        f"{base}_w{width}",
+        lambda shape, classes: builder(shape, classes, block_widths, settings.rank),
+        export_options=VARIANTS[base].export_options,
+    )
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        result, _ = run_model(spec, windows, seed, run_settings, export_dir=tmp)
+        for variant in variants:
+            point = _point(result, variant, width, seed, metric)
+            codec = VARIANTS[variant].codec
+            if codec is not None and "error" not in point:
+                deployed = pathlib.Path(tmp) / f"{spec.name}_seed{seed}_{point['deployed']}.tflite"
+                point = _codec_point(point, codec, deployed, windows, run_settings, seed, metric)
+            points.append(point)
+    return points
 
 
 def merge(result: dict, update: dict) -> dict:

@@ -191,6 +191,14 @@ def tflm_outputs(path: pathlib.Path, x: np.ndarray) -> tuple[np.ndarray, object]
     return run_tflm(data, input_q.quantize(x)).outputs, output_q
 
 
+def check_architecture(arch: Architecture) -> list[str]:
+    """`[outcome, detail]` of `check_export(arch, ...)` in a fresh temporary folder: one `execution` task."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        return list(check_export(arch, pathlib.Path(directory)))
+
+
 def check_export(arch: Architecture, directory: pathlib.Path) -> tuple[str, str]:
     """Export `arch` boot and frozen (two `export_tflite` calls) and classify what happened.
 

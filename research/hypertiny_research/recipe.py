@@ -44,6 +44,8 @@ def define_flags(default_out: str, default_epochs: int = 10, default_smoothing: 
     flags.DEFINE_bool("quick", False, "a small end-to-end run for CI: few windows, 1 epoch, 1 seed")
     flags.DEFINE_string("out", default_out, "results folder")
     flags.DEFINE_string("export_dir", None, "keep the exported .tflite files here")
+    flags.DEFINE_integer("workers", None, "runs in parallel on this machine (a local Ray with N CPUs)")
+    flags.DEFINE_string("ray_address", None, "run on this Ray cluster: auto, <head-ip>:6379 or ray://<head-ip>:10001")
     flags.DEFINE_bool("report_only", False, "train nothing: rewrite the README and plots from the JSON in --out")
 
 
@@ -89,5 +91,7 @@ def run_from_flags(
         notes=notes,
         export_dir=FLAGS.export_dir,
         hrv_inputs=hrv_inputs,
+        workers=FLAGS.workers,
+        address=FLAGS.ray_address,
     )
     print(f"wrote {readme}")

@@ -120,6 +120,31 @@ def _run_line(result: dict) -> str:
             f"{result['flash_bytes']:,} B packed, {result['wall_seconds']:.0f} s")
 
 
+def suite_run(windows: Windows, settings: RunSettings, export_dir, hrv_inputs, name: str, seed: int,
+              teacher: str | None, keep_model: bool) -> dict:
+    """One (model, seed) of the suite, an `execution.run_tasks` task: `{"result": run_model's JSON}`.
+
+    `teacher` is the seed's trained teacher as a base64 `.keras` file (for KD and feature-matching
+    models); `keep_model` adds this run's trained model the same way (`"model"`), for the teacher.
+    """
+    import base64
+    import tempfile
+
+    specs = model_specs(hrv_inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "model.keras"
+        teacher_model = None
+        if teacher is not None:
+            path.write_bytes(base64.b64decode(teacher))
+            teacher_model = keras.saving.load_model(path)
+        result, trained = run_model(specs[name], windows, seed, settings, export_dir, teacher_model)
+        out = {"result": result}
+        if keep_model:
+            trained.save(path)
+            out["model"] = base64.b64encode(path.read_bytes()).decode()
+    return out
+
+
 def run_suite(
     dataset: str,
     windows: Windows,
@@ -131,12 +156,22 @@ def run_suite(
     notes: str = "",
     export_dir: str | pathlib.Path | None = None,
     hrv_inputs: Callable[[Windows], np.ndarray] | None = None,
+    workers: int | None = None,
+    address: str | None = None,
 ) -> pathlib.Path:
     """Run every model over every seed, write `<out_dir>/<model>.json` and the results README.
 
-    The exported `.tflite` files are kept in `export_dir` when it is given;
-    `hrv_inputs` as in `model_specs`.
+    Every (model, seed) is one `execution.run_tasks` task: in this process (the default), on a
+    local Ray with `workers` CPUs, or on the Ray cluster at `address`; the teacher of distilled
+    models runs first (with the models that need none), the distilled ones after it. Finished runs
+    are journaled in `<out_dir>/suite.runs.jsonl`: the same command re-run computes only the rest. A run
+    that fails is printed and left out of its model's JSON. The exported `.tflite` files are kept
+    in `export_dir` when it is given (a shared path on a cluster); `hrv_inputs` as in `model_specs`.
     """
+    import dataclasses
+
+    from hypertiny_keras.execution import Journal, digest, run_tasks
+
     specs = model_specs(hrv_inputs)
     unknown = sorted(set(models) - set(specs))
     if unknown:
@@ -145,19 +180,31 @@ def run_suite(
         raise ValueError("hrv_featnet needs HRV features, and this recipe gives none (its input is not ECG or RR)")
     out_dir = pathlib.Path(out_dir)
     chosen = [specs[name] for name in models]
-    teachers = {}
-    if any(spec.needs_teacher for spec in chosen):  # the teacher is trained first, once per seed
-        chosen = [specs[TEACHER]] + [spec for spec in chosen if spec.name != TEACHER]
-    with tqdm(total=len(chosen) * len(seeds), desc=dataset, unit="run") as progress:
-        for spec in chosen:
-            runs = []
-            for seed in seeds:
-                progress.set_postfix_str(f"{spec.name} seed {seed}")
-                result, trained = run_model(spec, windows, seed, settings, export_dir, teachers.get(seed))
-                runs.append(result)
-                if spec.name == TEACHER:
-                    teachers[seed] = trained
-                progress.update()
-                progress.write(_run_line(result))
-            save_model_results(out_dir / f"{spec.name}.json", dataset, command, runs)
+    distilled = [spec.name for spec in chosen if spec.needs_teacher]
+    first = ([TEACHER] if distilled else []) + [spec.name for spec in chosen
+                                                if spec.name != TEACHER and not spec.needs_teacher]
+    journal = Journal(out_dir / "suite.runs.jsonl", {
+        "dataset": dataset, "settings": dataclasses.asdict(settings), "export_dir": str(export_dir),
+        "windows": digest(windows.x, windows.y, windows.split, windows.record, windows.patient, windows.order,
+                          list(windows.class_names))})
+    shared = (windows, settings, export_dir, hrv_inputs)
+    scale = {"workers": workers, "address": address, "journal": journal, "desc": dataset}
+    outcomes = run_tasks(suite_run, {f"{name} seed{seed}": (name, seed, None, name == TEACHER and bool(distilled))
+                                     for name in first for seed in seeds}, shared, **scale)
+    teachers = {seed: outcomes[f"{TEACHER} seed{seed}"].get("result", {}).get("model") for seed in seeds
+                if distilled}
+    outcomes.update(run_tasks(suite_run, {f"{name} seed{seed}": (name, seed, teachers[seed], False)
+                                          for name in distilled for seed in seeds if teachers[seed]}, shared,
+                              **scale))
+    for name in first + distilled:
+        runs = []
+        for seed in seeds:
+            outcome = outcomes.get(f"{name} seed{seed}", {"status": "failed", "error": "its teacher failed"})
+            if outcome["status"] == "done":
+                runs.append(outcome["result"]["result"])
+                tqdm.write(_run_line(runs[-1]))
+            else:
+                tqdm.write(f"{name} seed {seed}: failed: {outcome['error']}")
+        if runs:
+            save_model_results(out_dir / f"{name}.json", dataset, command, runs)
     return write_report(out_dir, dataset, notes)

@@ -128,9 +128,9 @@ def test_package_is_lazy_with_todays_names():
         "HyperizeReport", "Hyperized", "PointwiseGenerator", "ROLES", "byte_table", "codes_file", "export_tflite",
         "format_inspection", "freeze",
         "generated_kernels", "generated_layers", "hyperize", "hypertiny_pw", "inspect_tflite", "packed_bytes",
-        "pareto", "personalize", "plot_pareto", "stored_pw_twin",
-        "data", "device", "evaluation", "export", "kernel_generators", "losses", "models", "sweeps", "tflite",
-        "training",
+        "pareto", "personalize", "personalize_many", "plot_pareto", "run_tasks", "stored_pw_twin",
+        "data", "device", "evaluation", "execution", "export", "kernel_generators", "losses", "models", "sweeps",
+        "tflite", "training",
     ]
     assert set(ht.__all__) <= set(dir(ht)) and ht.__version__ == "0.1.0"
     assert callable(ht.freeze) and ht.freeze.__module__ == "hypertiny_keras.transforms.freezing"

@@ -69,11 +69,12 @@ def test_package_imports_have_no_cycle():
             visit(node, [node])
 
 
-def test_file_layer_and_utilities_import_nothing_above_them():
+def test_file_layer_utilities_and_execution_import_nothing_above_them():
     graph = package_graph()
     assert graph.get("tflite", set()) <= set(), graph.get("tflite")
     assert graph.get("utils", set()) <= set(), graph.get("utils")
     assert graph.get("device", set()) <= {"tflite", "utils"}, graph.get("device")
+    assert graph.get("execution", set()) <= {"utils"}, graph.get("execution")  # runs tasks, knows none of them
 
 
 def test_no_private_names_cross_modules_and_keras_src_only_where_documented():
