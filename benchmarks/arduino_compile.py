@@ -54,6 +54,8 @@ BOARD_CPU = ["-mcpu=cortex-m4", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16"]
 LINK_LIBS = ["-lstdc++", "-lsupc++", "-lm", "-lc", "-lgcc", "-lnosys"]
 MBED_ARCHIVES = ("libmbed.a", "libcc_310_core.a", "libcc_310_ext.a", "libcc_310_trng.a")
 OWN_WARNINGS = ["-Wall", "-Wextra"]
+#: Sections of the ELF the log lists (the linker script's .heap fills the rest of RAM: not a use).
+SECTIONS = (".text", ".ARM.extab", ".ARM.exidx", ".data", ".bss", ".crash_data_ram", ".heap", ".stack")
 #: A fixed 32-byte key: only the size of patch_config.h matters here.
 COMPILE_KEY = hashlib.sha256(b"hypertiny arduino_compile").digest()
 COMMAND = (".venv/bin/python benchmarks/arduino_compile.py --sources DIR --model out/quickstart/model_boot_int8.tflite "
@@ -88,7 +90,7 @@ def _checkouts(args) -> dict[str, pathlib.Path]:
         for path in paths:
             if not path.exists():
                 raise SetupError(f"{found[key]}: not a {CHECKOUTS[key]} checkout ({path} is missing)")
-    for tool in ("arm-none-eabi-g++", "arm-none-eabi-size"):
+    for tool in ("arm-none-eabi-g++", "arm-none-eabi-size", "arm-none-eabi-nm"):
         if shutil.which(tool) is None:
             raise SetupError(f"{tool} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
     return found
@@ -130,8 +132,9 @@ def _sources(folder: pathlib.Path, recursive: bool = True, skip: tuple[str, ...]
 
 
 def _compile(source: pathlib.Path, obj: pathlib.Path, flags: list[str], includes: list[str], warnings: list[str]):
-    """Compile one file; returns (source, stderr text, ok). Skipped when the object is newer than the source."""
-    if obj.is_file() and obj.stat().st_mtime > source.stat().st_mtime:
+    """Compile one file; returns (source, stderr text, ok). Skipped when the object is newer than the source,
+    except for our own files (compiled with warnings on: every run reports theirs)."""
+    if warnings == ["-w"] and obj.is_file() and obj.stat().st_mtime > source.stat().st_mtime:
         return source, "", True
     obj.parent.mkdir(parents=True, exist_ok=True)
     compiler = "arm-none-eabi-gcc" if source.suffix == ".c" else "arm-none-eabi-g++"
@@ -157,7 +160,9 @@ def _compile_all(jobs: list[tuple], workers: int) -> tuple[list[str], list[str]]
 def _library_jobs(name: str, src: pathlib.Path, build: pathlib.Path, flags, includes, own=False, skip=()):
     warnings = OWN_WARNINGS if own else ["-w"]
     kind = lambda p: flags["c"] if p.suffix == ".c" else flags["cxx"]  # noqa: E731
-    key = hashlib.sha256(" ".join(flags["cxx"] + includes).encode()).hexdigest()[:12]
+    # Objects are kept per compiler flags (not per include list: a library's objects serve both sketches, as
+    # ArduinoBLE's folder on the include path changes nothing in TFLM or the core).
+    key = hashlib.sha256(" ".join(flags["cxx"]).encode()).hexdigest()[:12]
     return [(p, build / "obj" / key / name / (str(p.relative_to(src)) + ".o"), kind(p), includes, warnings, own)
             for p in _sources(src, skip=skip)]
 
@@ -168,7 +173,7 @@ def _size(elf: pathlib.Path) -> dict[str, int]:
     sections = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+", text, re.M)}
     flash = sum(v for k, v in sections.items() if re.match(r"^(?:\.data|\.text|\.rodata)\S*?$", k))
     ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
-    return {"flash_bytes": flash, "ram_bytes": ram, "sections": sections}
+    return {"flash_bytes": flash, "ram_bytes": ram, "sections": {k: v for k, v in sections.items() if k in SECTIONS}}
 
 
 def build_sketch(sketch: pathlib.Path, found: dict, build: pathlib.Path, flags: dict, workers: int,
@@ -222,6 +227,8 @@ def build_sketch(sketch: pathlib.Path, found: dict, build: pathlib.Path, flags: 
         result["errors"].append(f"link:\n{done.stderr[-4000:]}")
         return result
     result["link"] = "full (with libmbed.a)" if full else "partial (libmbed.a absent: no Mbed OS, Cordio or USB)"
+    undefined = subprocess.run(["arm-none-eabi-nm", "-u", str(elf)], capture_output=True, text=True).stdout
+    result["undefined_symbols"] = len(undefined.splitlines())  # Mbed OS's, left out of a partial link
     result.update(_size(elf))
     return result
 
@@ -250,6 +257,11 @@ def _markdown(report: dict) -> str:
         lines += ["", f"BLE minus Serial: flash {ble['flash_bytes'] - serial['flash_bytes']:+,} B, "
                   f"RAM {ble['ram_bytes'] - serial['ram_bytes']:+,} B (static; ArduinoBLE also takes heap at run "
                   "time: each characteristic's value, and Mbed OS's Cordio stack its buffers)."]
+    lines += ["", f"RAM includes the tensor arena ({report['arena_bytes']:,} B) and slot B ({report['model_bytes']:,} "
+              "B). A partial link leaves Mbed OS's symbols undefined "
+              f"({', '.join(str(row.get('undefined_symbols')) for row in report['sketches'])}): the figures are "
+              "the sketch, HyperTinyPW, TFLM, ArduinoBLE and the Arduino core without Mbed OS, its Cordio BLE "
+              "controller and USB serial."]
     return "\n".join(lines) + "\n"
 
 
@@ -264,7 +276,8 @@ def _log(report: dict) -> str:
                      "and HyperTinyPW")
         if "flash_bytes" in row:
             lines.append(f"{row['sketch']}: link {row['link']}: flash {row['flash_bytes']} B, RAM {row['ram_bytes']} B"
-                         f" ({', '.join(f'{k} {v}' for k, v in row['sections'].items() if v)})")
+                         f" ({', '.join(f'{k} {v}' for k, v in row['sections'].items())}); "
+                         f"{row['undefined_symbols']} symbols undefined")
         lines += [f"  {line}" for error in row["errors"] for line in error.splitlines()[:20]]
     return "\n".join(lines) + "\n"
 
@@ -301,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             windows = saved["windows"]
     compiler = subprocess.run(["arm-none-eabi-g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     report = {"model": pathlib.Path(args.model).name, "compiler": compiler,
-              "sources": {CHECKOUTS[key]: describe(path if key != "api" else path) for key, path in found.items()},
+              "sources": {CHECKOUTS[key]: describe(path) for key, path in found.items()},
               "sketches": []}
     with tempfile.TemporaryDirectory(prefix="hypertiny-arduino-") as scratch:
         build = pathlib.Path(args.build or scratch).resolve()
@@ -309,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         flags = _flags(found, build)
         for name in args.sketches.split(","):
             folder = build / "sketches" / f"HyperTinyPW_{name}"
+            shutil.rmtree(folder, ignore_errors=True)  # export_arduino keeps an existing .ino: start afresh
             exported = export_arduino(args.model, str(folder), windows=windows, library=args.library,
                                       patch_key=COMPILE_KEY, sketch=name)
             report.update(model_bytes=exported["model_bytes"], arena_bytes=exported["arena_bytes"])

@@ -525,3 +525,24 @@ def test_serial_and_ble_examples_compile_for_the_nano_33_ble(exported, tmp_path)
         assert re.search(rf"^{name}: compiled, \d+ files .*, 0 warnings", text, re.M), text
         assert re.search(rf"^{name}: link \w+ .*: flash \d+ B, RAM \d+ B", text, re.M), text
     assert "ArduinoBLE" in re.search(r"^HyperTinyPW_ble: compiled.*$", text, re.M).group(0)
+
+
+def test_recorded_compile_log_names_its_sources_and_matches_the_readme():
+    """tests/fixtures/arduino/compile_nano33ble.log (benchmarks/arduino_compile.py): both sketches compiled with no
+    warning of ours, the source commits are named, and tflm_app/README.md's size table is the log's."""
+    log = (CHECKOUT.parent / "tests" / "fixtures" / "arduino" / "compile_nano33ble.log").read_text()
+    commits = dict(re.findall(r"^source (\S+): ([0-9a-f]{40}) \(", log, re.M))
+    assert set(commits) == {"ArduinoCore-mbed", "ArduinoCore-API", "ArduinoBLE", "Chirale_TensorFlowLite"}
+    readme = (TFLM_APP / "README.md").read_text()
+    sizes = {}
+    for name, label in (("serial", "Serial, `HyperTinyPW.ino`"), ("ble", "BLE, `HyperTinyPW_BLE.ino`")):
+        compiled = re.search(rf"^HyperTinyPW_{name}: compiled, (\d+) files .*, (\d+) warnings", log, re.M)
+        files, warnings = compiled.groups()
+        flash, ram = re.search(rf"^HyperTinyPW_{name}: link .*: flash (\d+) B, RAM (\d+) B", log, re.M).groups()
+        assert warnings == "0"
+        row = [int(v.replace(",", "")) for v in re.search(rf"^\| {re.escape(label)} \| (.*) \|$", readme, re.M)
+               .group(1).split(" | ")]
+        assert row == [int(files), int(flash), int(ram)], name
+        sizes[name] = (int(flash), int(ram))
+    extra_flash, extra_ram = (sizes["ble"][i] - sizes["serial"][i] for i in (0, 1))
+    assert f"{extra_flash:,} B more flash" in readme and f"{extra_ram:,} B more static RAM" in readme
