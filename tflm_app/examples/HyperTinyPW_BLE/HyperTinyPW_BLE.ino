@@ -46,7 +46,8 @@
 //                 "SETUP <STATUS> <counter>" verified, but the interpreter could
 //                                            not be set up on it: the base runs
 //                 "OFF 0"                    no patch_config.h: patches are off
-//               <counter>: the counter of the patch that runs (0: the base).
+//               <counter>: last_counter, the counter of the last patch applied
+//               (0: none); that patch runs, except after SETUP (the base does).
 //               A notification carries MTU - 3 bytes (20 at MTU 23); read the
 //               characteristic for the whole text.
 //   N=4 window  write, write without response. One chunk of a window:
