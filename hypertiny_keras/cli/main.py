@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from hypertiny_keras.device.arduino_libraries import ARDUINO_LIBRARIES, DEFAULT_ARDUINO_LIBRARY
+from hypertiny_keras.device.sources import DEFAULT_SKETCH, SKETCHES
 from hypertiny_keras.utils import quiet
 
 #: Longest error message printed without `-v`, in characters.
@@ -114,8 +115,9 @@ def _export_arduino(args) -> None:
 
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
-                            library=args.library,
-                            patch_key=_key(args) if args.patch_key_file else None,
+                            library=args.library, sketch=args.sketch,
+                            patch_key=_existing_file(args.patch_key_file, "--patch-key-file").read_bytes()
+                            if args.patch_key_file else None,
                             test_patch=_existing_file(args.test_patch, "--test-patch").read_bytes()
                             if args.test_patch else None)
     print(json.dumps(result, indent=2))
@@ -302,6 +304,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--library", choices=sorted(ARDUINO_LIBRARIES), default=DEFAULT_ARDUINO_LIBRARY,
         help="with --arduino: the TFLM Arduino library the sketch includes (tflm_library.h)",
+    )
+    e.add_argument(
+        "--sketch", choices=sorted(SKETCHES), default=DEFAULT_SKETCH,
+        help="with --arduino: the example the .ino is copied from: serial (windows and patches over Serial) or ble "
+        "(a Bluetooth LE service; needs the ArduinoBLE library)",
     )
     e.add_argument("--patch-key-file", metavar="FILE",
                    help="with --arduino: this device's HMAC key (16 bytes or more): the sketch applies code patches "

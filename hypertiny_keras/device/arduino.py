@@ -12,9 +12,10 @@ the sketch folder and of its `src/` subfolder; `.cc` files need Arduino IDE
   interpreter gives for them), `arena_config.h` (tensor arena size),
   `tflm_library.h` (the `#include` of the chosen TFLM Arduino library,
   `hypertiny_keras.device.arduino_libraries`);
-- the sketch `<folder name>.ino`, copied from the library's example, unless
-  the folder already has one (never overwritten, so a user's edits survive a
-  re-export).
+- the sketch `<folder name>.ino`, copied from one of the library's examples
+  (`sketch`: `serial`, windows and patches over Serial, or `ble`, over a
+  Bluetooth LE service with ArduinoBLE; `sources.SKETCHES`), unless the folder
+  already has one (never overwritten, so a user's edits survive a re-export).
 
 The portable core (`hypertiny_app.h/.cc`) is not copied: the `.ino` includes
 `<HyperTinyPW.h>`, so the IDE builds the installed HyperTinyPW library
@@ -37,7 +38,12 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hypertiny_keras.device import sources
-from hypertiny_keras.device.arduino_libraries import DEFAULT_ARDUINO_LIBRARY, ArduinoLibrary, library_header
+from hypertiny_keras.device.arduino_libraries import (
+    DEFAULT_ARDUINO_LIBRARY,
+    SKETCH_LIBRARIES,
+    ArduinoLibrary,
+    library_header,
+)
 from hypertiny_keras.device.arduino_libraries import get as get_library
 from hypertiny_keras.device.boards import get_board
 from hypertiny_keras.device.runtime import io_quantization, run_tflm, tflm_arena_bytes
@@ -356,6 +362,7 @@ def export_arduino(
     library: str = DEFAULT_ARDUINO_LIBRARY,
     patch_key: bytes | None = None,
     test_patch: bytes | None = None,
+    sketch: str = sources.DEFAULT_SKETCH,
 ) -> dict:
     """Write the Arduino sketch of the `.tflite` file `model_path` into `sketch_dir`.
 
@@ -397,6 +404,11 @@ def export_arduino(
             outside the code buffers, replayed), on the board and checks every
             test vector after each. Needs `patch_key` and `windows`; the
             `.ino` ignores the file.
+        sketch: which example becomes the `.ino` (`sources.SKETCHES`):
+            `serial` (windows and patches as Serial lines) or `ble` (a GATT
+            service with ArduinoBLE: patch, status, window chunks, results;
+            tflm_app/README.md "Patches over BLE"), which also needs the
+            ArduinoBLE library (`requires`).
 
     Returns:
         A JSON-ready dict: `sketch_dir`, `files` (names written), `model_bytes`,
@@ -404,7 +416,7 @@ def export_arduino(
         figure), `arena_board_bytes` (32-bit figure from the emulator, or
         None), `arena_note` (which figure the arena comes from), `emulator`
         (the emulator's summary, or None), `ops`, `resource_variables`, `generated_weight_ram_bytes`,
-        `test_windows`, `library`, `removed` (copies of the core an earlier
+        `test_windows`, `library`, `sketch`, `removed` (copies of the core an earlier
         export left in the folder, now deleted), `warnings` (a kept `.ino`
         that does not use the library's API), `requires` (the Arduino
         libraries the sketch needs and how to install them) and `budget`
@@ -413,7 +425,7 @@ def export_arduino(
         neither Mbed OS nor the TFLM code.
 
     Raises:
-        ValueError: an operator the core cannot register, non-int8 I/O,
+        ValueError: an unknown `sketch` or `library`, an operator the core cannot register, non-int8 I/O,
             windows or labels of the wrong shape, a negative margin, or an
             arena over the board's RAM or model + test vectors over its flash.
             Also for a file that is not a readable `.tflite` (one line naming it).
@@ -426,14 +438,14 @@ def export_arduino(
             not build or run the sketch, or a test vector differed there.
     """
     data = pathlib.Path(model_path).read_bytes()
-    sketch = pathlib.Path(sketch_dir)
+    folder = pathlib.Path(sketch_dir)
     source = pathlib.Path(model_path).name
     if arena_margin is not None and arena_margin < 0:
         raise ValueError(f"arena_margin must be >= 0, got {arena_margin}")
     chosen = get_library(library)  # an unknown name fails before anything is read
     board_spec = get_board(BOARD)
     host_margin = 0.25 if arena_margin is None else arena_margin
-    example = sources.example_sketch()  # one clear error if the package lacks its device sources
+    example = sources.example_sketch(sketch)  # one clear error for another name, or if the package lacks its sources
     model = read_model(data, str(model_path))
     ops = _supported_ops(model)
     _check_library(model, chosen, str(model_path))
@@ -503,13 +515,19 @@ def export_arduino(
         files["patch_config.h"] = _patch_config(len(data), patch_key, targets, source)
     if test_patch is not None:
         files["patch_test.h"] = _patch_test(test_patch, patched_expected, source)
-    ino = f"{sketch.resolve().name}.ino"
+    ino = f"{folder.resolve().name}.ino"
     warnings = []
-    if not (sketch / ino).exists():
+    if not (folder / ino).exists():
         files[ino] = example.read_text()
-    elif "HypertinyConfig" not in (sketch / ino).read_text(errors="replace"):
-        warnings.append(f"{ino} was kept but does not set up the core with a HypertinyConfig (an earlier version's "
-                        "sketch?): it will not compile with the HyperTinyPW library; delete it and export again")
+    else:
+        kept = (folder / ino).read_text(errors="replace")
+        if "HypertinyConfig" not in kept:
+            warnings.append(f"{ino} was kept but does not set up the core with a HypertinyConfig (an earlier "
+                            "version's sketch?): it will not compile with the HyperTinyPW library; delete it and "
+                            "export again")
+        elif ("<ArduinoBLE.h>" in kept) != ("<ArduinoBLE.h>" in example.read_text()):
+            warnings.append(f"{ino} was kept and is not the {sketch!r} sketch (ArduinoBLE: "
+                            f"{'<ArduinoBLE.h>' in kept} there): delete it and export again to get the {sketch!r} one")
     board: dict = {}
     if emulator_sources is not None:
         margin = MEASURED_ARENA_MARGIN if arena_margin is None else arena_margin
@@ -520,24 +538,25 @@ def export_arduino(
     else:
         note = (f"{measured} B on the 64-bit host x {CORTEX_M_ARENA_FACTOR} (32-bit ratio measured on an emulated "
                 f"Cortex-M4) + {100 * host_margin:g}% margin")
-    sketch.mkdir(parents=True, exist_ok=True)
-    atomic_write_all([(sketch / name, text.encode()) for name, text in sorted(files.items())])
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_all([(folder / name, text.encode()) for name, text in sorted(files.items())])
     removed = []
     for name in CORE_FILES:  # an earlier export's copy of the core would be linked beside the library's
-        if (sketch / name).is_file():
-            (sketch / name).unlink()
+        if (folder / name).is_file():
+            (folder / name).unlink()
             removed.append(name)
     for name in ("patch_config.h", "patch_test.h"):  # an earlier export's: its offsets describe another model
-        stale = sketch / name
+        stale = folder / name
         if name not in files and stale.is_file() and stale.read_text(errors="replace").startswith("// Generated by"):
             stale.unlink()
             removed.append(name)
     requires = {
         sources.LIBRARY_NAME: LIBRARY_INSTALL,
         **({chosen.header.removesuffix(".h"): chosen.install} if chosen.header else {}),
+        **SKETCH_LIBRARIES[sketch],
     }
     return {
-        "sketch_dir": str(sketch),
+        "sketch_dir": str(folder),
         "files": sorted(files),
         "removed": removed,
         "warnings": warnings,
@@ -552,6 +571,7 @@ def export_arduino(
         "generated_weight_ram_bytes": info["generated_weight_ram_bytes"],
         "test_windows": count,
         "library": library,
+        "sketch": sketch,
         "requires": requires,
         "budget": {
             "board": board_spec.name,

@@ -62,6 +62,16 @@ ARDUINO_LIBRARIES = {
 }
 DEFAULT_ARDUINO_LIBRARY = "chirale"
 
+#: Arduino libraries besides TFLM and HyperTinyPW that an example sketch includes, by the sketch's name
+#: (`sources.SKETCHES`): library name -> how to install it.
+SKETCH_LIBRARIES = {
+    "serial": {},
+    "ble": {
+        "ArduinoBLE": 'Library Manager: search "ArduinoBLE"; arduino-cli lib install ArduinoBLE '
+        "(2.x; the Nano 33 BLE's radio through Mbed OS's Cordio stack)",
+    },
+}
+
 
 def get(name: str) -> ArduinoLibrary:
     """The library called `name` (a key of `ARDUINO_LIBRARIES`).

@@ -9,7 +9,10 @@ for a wheel, an editable install and a checkout:
     src/                               the portable core (HyperTinyPW.h, hypertiny_app.h/.cc,
                                        hypertiny_patch.h/.cc: verifying and applying code patches,
                                        hypertiny_patch_store.h/.cc: keeping the last one in flash)
-    examples/HyperTinyPW/HyperTinyPW.ino   the sketch `hypertiny export --arduino` copies
+    examples/HyperTinyPW/HyperTinyPW.ino   the sketch `hypertiny export --arduino` copies (windows and
+                                       patches over Serial; `SKETCHES["serial"]`)
+    examples/HyperTinyPW_BLE/HyperTinyPW_BLE.ino   the same over Bluetooth LE with ArduinoBLE
+                                       (`SKETCHES["ble"]`, `export --arduino --sketch ble`)
     emulator/                          the emulated Cortex-M4F harness (`hypertiny emulate`)
 """
 from __future__ import annotations
@@ -23,8 +26,13 @@ import pathlib
 PACKAGE = "hypertiny_keras.device"
 #: The library's name (library.properties `name`, the folder under ~/Arduino/libraries).
 LIBRARY_NAME = "HyperTinyPW"
-#: The sketch of the library's example, relative to the library folder.
-EXAMPLE_SKETCH = pathlib.PurePosixPath("examples", LIBRARY_NAME, f"{LIBRARY_NAME}.ino")
+#: The library's example sketches by the name `export_arduino(sketch=...)` takes: example folder (= `.ino` name).
+SKETCHES = {"serial": LIBRARY_NAME, "ble": f"{LIBRARY_NAME}_BLE"}
+DEFAULT_SKETCH = "serial"
+#: The `.ino` of each example, relative to the library folder.
+EXAMPLE_SKETCHES = {
+    name: pathlib.PurePosixPath("examples", folder, f"{folder}.ino") for name, folder in SKETCHES.items()
+}
 #: Files of the Arduino library (relative to `tflm_app`), as `hypertiny arduino-library` writes them.
 LIBRARY_FILES = (
     "library.properties",
@@ -37,7 +45,7 @@ LIBRARY_FILES = (
     "src/hypertiny_patch.cc",
     "src/hypertiny_patch_store.h",
     "src/hypertiny_patch_store.cc",
-    str(EXAMPLE_SKETCH),
+    *(str(path) for path in EXAMPLE_SKETCHES.values()),
 )
 #: Files of the emulator harness (relative to `tflm_app`).
 EMULATOR_FILES = ("emulator/Makefile", "emulator/emulate.cc", "emulator/board.cc", "emulator/board.h",
@@ -87,9 +95,16 @@ def emulator_dir() -> pathlib.Path:
     return tflm_app() / "emulator"
 
 
-def example_sketch() -> pathlib.Path:
-    """The library example's `.ino`, the sketch `hypertiny export --arduino` copies."""
-    return tflm_app() / EXAMPLE_SKETCH
+def example_sketch(name: str = DEFAULT_SKETCH) -> pathlib.Path:
+    """The `.ino` of the library's example `name` (a key of `SKETCHES`), the sketch `hypertiny export --arduino` copies.
+
+    Raises:
+        ValueError: no such example (the message lists the known ones).
+        DeviceSourcesError: the package lacks its device sources.
+    """
+    if name not in SKETCHES:
+        raise ValueError(f"unknown sketch {name!r}; known: {', '.join(sorted(SKETCHES))}")
+    return tflm_app() / EXAMPLE_SKETCHES[name]
 
 
 def library_version() -> str:

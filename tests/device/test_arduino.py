@@ -4,6 +4,7 @@ import configparser
 import inspect
 import json
 import math
+import os
 import pathlib
 import re
 import shutil
@@ -276,11 +277,13 @@ def test_cli_arduino_library_writes_the_folder_and_the_zip(tmp_path):
     assert {"library.properties", "library.json", "src/hypertiny_app.cc",
             "examples/HyperTinyPW/HyperTinyPW.ino"} <= set(written)
     assert _properties(out / "library.properties")["name"] == "HyperTinyPW"
-    assert json.loads((out / "library.json").read_text())["examples"] == ["examples/HyperTinyPW/HyperTinyPW.ino"]
-    example = (out / "examples" / "HyperTinyPW" / "HyperTinyPW.ino").read_text()
-    # Without generated headers the example stops with a message saying how to make them.
-    assert '__has_include("model_data.h")' in example and "#error" in example
-    assert "hypertiny export --arduino" in example
+    assert json.loads((out / "library.json").read_text())["examples"] == [
+        "examples/HyperTinyPW/HyperTinyPW.ino", "examples/HyperTinyPW_BLE/HyperTinyPW_BLE.ino"]
+    for folder in sources.SKETCHES.values():
+        example = (out / "examples" / folder / f"{folder}.ino").read_text()
+        # Without generated headers the example stops with a message saying how to make them.
+        assert '__has_include("model_data.h")' in example and "#error" in example
+        assert "hypertiny export --arduino" in example
     for name in sources.LIBRARY_FILES:
         assert (out / name).read_bytes() == (TFLM_APP / name).read_bytes()
     with zipfile.ZipFile(archive) as zipped:
@@ -482,3 +485,100 @@ def test_test_patch_writes_the_patched_models_outputs_for_the_emulator(exported,
     # Without test_patch, the earlier export's patch_test.h goes with it.
     again = export_arduino(str(boot["path"]), str(sketch), exported["x"][:5], patch_key=key)
     assert "patch_test.h" in again["removed"] and not (sketch / "patch_test.h").exists()
+
+
+def test_ble_sketch_is_the_ble_example_and_requires_arduinoble(exported, tmp_path):
+    """`sketch="ble"`: the .ino is the BLE example (patches through the same core calls); ArduinoBLE is required."""
+    boot = exported["boot"]
+    sketch = tmp_path / "Radio"
+    report = export_arduino(str(boot["path"]), str(sketch), patch_key=bytes(range(32)), sketch="ble")
+    ino = (sketch / "Radio.ino").read_text()
+    assert ino == sources.example_sketch("ble").read_text()
+    assert ino == (CHECKOUT / "examples" / "HyperTinyPW_BLE" / "HyperTinyPW_BLE.ino").read_text()
+    for call in ("#include <ArduinoBLE.h>", "#include <HyperTinyPW.h>", '#include "tflm_library.h"',
+                 "hypertiny_setup(", "hypertiny_classify(", "hypertiny_apply_patch(g_slots", "HypertinyPatchSlots",
+                 '__has_include("patch_config.h")', "#error"):
+        assert call in ino, call
+    assert sorted(p.name for p in sketch.iterdir()) == sorted(GENERATED | {"patch_config.h", "Radio.ino"})
+    assert report["sketch"] == "ble" and exported["boot"]["report"]["sketch"] == "serial"
+    assert set(report["requires"]) == {"HyperTinyPW", "Chirale_TensorFlowLite", "ArduinoBLE"}
+    assert "arduino-cli lib install ArduinoBLE" in report["requires"]["ArduinoBLE"]
+    assert "ArduinoBLE" not in exported["boot"]["report"]["requires"]
+    assert "<ArduinoBLE.h>" not in sources.example_sketch().read_text()
+
+    # A re-export as the Serial sketch keeps the (BLE) .ino and says so.
+    again = export_arduino(str(boot["path"]), str(sketch), sketch="serial")
+    assert (sketch / "Radio.ino").read_text() == ino and "Radio.ino" not in again["files"]
+    assert len(again["warnings"]) == 1 and "not the 'serial' sketch" in again["warnings"][0]
+    with pytest.raises(ValueError, match="^unknown sketch 'wifi'; known: ble, serial$"):
+        export_arduino(str(boot["path"]), str(tmp_path / "Wifi"), sketch="wifi")
+    assert not (tmp_path / "Wifi").exists()
+
+
+def test_cli_export_ble_sketch_with_a_patch_key(exported, tmp_path):
+    """`--sketch ble --patch-key-file`: the BLE .ino, patch_config.h, and ArduinoBLE among the libraries to install."""
+    key = tmp_path / "device.key"
+    key.write_bytes(bytes(range(7, 39)))
+    command = [sys.executable, "-m", "hypertiny_keras.cli.main", "export", str(exported["boot"]["path"]),
+               "--arduino", str(tmp_path / "Radio"), "--patch-key-file", str(key)]
+    done = subprocess.run(command + ["--sketch", "ble"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sketch"] == "ble" and "  ArduinoBLE: Library Manager" in done.stderr
+    assert "<ArduinoBLE.h>" in (tmp_path / "Radio" / "Radio.ino").read_text()
+    header = (tmp_path / "Radio" / "patch_config.h").read_text()
+    assert bytes(_array(header, "kHypertinyPatchKey").astype(np.uint8)) == key.read_bytes()
+    wrong = subprocess.run(command + ["--sketch", "wifi"], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "invalid choice: 'wifi'" in wrong.stderr
+
+
+def test_readme_documents_the_ble_service_of_the_sketch():
+    """tflm_app/README.md's BLE table names the UUIDs the sketch defines, and the sketch the README's."""
+    readme = (TFLM_APP / "README.md").read_text()
+    ino = sources.example_sketch("ble").read_text()
+    base = re.search(r'#define HYPERTINY_UUID\(n\) "a5e1000" #n "(-[0-9a-f-]+)"', ino).group(1)
+    in_sketch = {int(n) for n in re.findall(r"HYPERTINY_UUID\((\d)\)", ino)}
+    in_readme = {int(n) for n in re.findall(rf"a5e1000(\d){base}", readme)}
+    assert in_sketch == in_readme == {1, 2, 3, 4, 5, 6}
+
+
+@pytest.mark.skipif(
+    not os.environ.get("HYPERTINY_ARDUINO_SOURCES") or shutil.which("arm-none-eabi-g++") is None,
+    reason="needs HYPERTINY_ARDUINO_SOURCES (ArduinoCore-mbed, ArduinoCore-API, ArduinoBLE, Chirale_TensorFlowLite "
+    "checkouts) and arm-none-eabi-g++ (not in CI)",
+)
+def test_serial_and_ble_examples_compile_for_the_nano_33_ble(exported, tmp_path):
+    """benchmarks/arduino_compile.py: both sketches compile (and link) with the mbed_nano core's flags, no warnings."""
+    log = tmp_path / "compile.log"
+    done = subprocess.run(
+        [sys.executable, str(CHECKOUT.parent / "benchmarks" / "arduino_compile.py"), "--model",
+         str(exported["boot"]["path"]), "--build", os.environ.get("HYPERTINY_ARDUINO_BUILD", str(tmp_path / "build")),
+         "--out", "", "--log", str(log)],
+        capture_output=True, text=True, timeout=3600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = log.read_text()
+    for name in ("HyperTinyPW_serial", "HyperTinyPW_ble"):
+        assert re.search(rf"^{name}: compiled, \d+ files .*, 0 warnings", text, re.M), text
+        assert re.search(rf"^{name}: link \w+ .*: flash \d+ B, RAM \d+ B", text, re.M), text
+    assert "ArduinoBLE" in re.search(r"^HyperTinyPW_ble: compiled.*$", text, re.M).group(0)
+
+
+def test_recorded_compile_log_names_its_sources_and_matches_the_readme():
+    """tests/fixtures/arduino/compile_nano33ble.log (benchmarks/arduino_compile.py): both sketches compiled with no
+    warning of ours, the source commits are named, and tflm_app/README.md's size table is the log's."""
+    log = (CHECKOUT.parent / "tests" / "fixtures" / "arduino" / "compile_nano33ble.log").read_text()
+    commits = dict(re.findall(r"^source (\S+): ([0-9a-f]{40}) \(", log, re.M))
+    assert set(commits) == {"ArduinoCore-mbed", "ArduinoCore-API", "ArduinoBLE", "Chirale_TensorFlowLite"}
+    readme = (TFLM_APP / "README.md").read_text()
+    sizes = {}
+    for name, label in (("serial", "Serial, `HyperTinyPW.ino`"), ("ble", "BLE, `HyperTinyPW_BLE.ino`")):
+        compiled = re.search(rf"^HyperTinyPW_{name}: compiled, (\d+) files .*, (\d+) warnings", log, re.M)
+        files, warnings = compiled.groups()
+        flash, ram = re.search(rf"^HyperTinyPW_{name}: link .*: flash (\d+) B, RAM (\d+) B", log, re.M).groups()
+        assert warnings == "0"
+        row = [int(v.replace(",", "")) for v in re.search(rf"^\| {re.escape(label)} \| (.*) \|$", readme, re.M)
+               .group(1).split(" | ")]
+        assert row == [int(files), int(flash), int(ram)], name
+        sizes[name] = (int(flash), int(ram))
+    extra_flash, extra_ram = (sizes["ble"][i] - sizes["serial"][i] for i in (0, 1))
+    assert f"{extra_flash:,} B more flash" in readme and f"{extra_ram:,} B more static RAM" in readme

@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: What a sketch folder and the Arduino library must hold for the Arduino IDE.
 SKETCH_FILES = {"model_data.h", "model_data.cc", "model_ops.h", "test_vectors.h", "arena_config.h"}
 LIBRARY_FILES = {"library.properties", "library.json", "src/hypertiny_app.h", "src/hypertiny_app.cc",
-                 "examples/HyperTinyPW/HyperTinyPW.ino"}
+                 "examples/HyperTinyPW/HyperTinyPW.ino", "examples/HyperTinyPW_BLE/HyperTinyPW_BLE.ino"}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,8 @@ def test_installed_package_reaches_the_device_from_outside_the_checkout(installe
     sketch = tmp_path / "HyperTinyPW"
     assert SKETCH_FILES <= {p.name for p in sketch.iterdir()}
     assert (sketch / "HyperTinyPW.ino").is_file()
+    done = _hypertiny(installed, "export", "--arduino", "Radio", boot, "--sketch", "ble", cwd=tmp_path)
+    assert "#include <ArduinoBLE.h>" in (tmp_path / "Radio" / "Radio.ino").read_text() and "ArduinoBLE" in done.stderr
 
     _hypertiny(installed, "arduino-library", "--out", "libraries/HyperTinyPW", cwd=tmp_path)
     library = tmp_path / "libraries" / "HyperTinyPW"
