@@ -26,6 +26,12 @@ from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run
 from hypertiny_keras.export.analyze import ExportPlan
 from hypertiny_keras.export.errors import FLOAT_DISTANCE_PROBLEM
 
+#: Smallest share of verification samples whose top-1 class must agree between TFLM int8 and Keras float
+#: (a trained model quantized with representative data agrees on nearly all; 0.5 only rejects broken calibration).
+MIN_TOP1_AGREEMENT = 0.5
+#: Smallest int8 input/output scale accepted (a step of 1e-7: an int8 range of 2.6e-5, collapsed calibration).
+MIN_SCALE = 1e-7
+
 
 def _within(value: float, limit: float) -> bool:
     """`value <= limit`, False for NaN."""
@@ -121,6 +127,18 @@ def verify(
             f"{FLOAT_DISTANCE_PROBLEM} {p99:.1f} output steps from the Keras float model at the 99th "
             f"percentile (limit {plan.options.tolerance_steps})"
         )
+    if top1 is not None and not _within(MIN_TOP1_AGREEMENT, top1):
+        problems.append(
+            f"the int8 model's top-1 class agrees with the Keras float model's on {100 * top1:.1f}% of "
+            f"{len(x)} samples (at least {100 * MIN_TOP1_AGREEMENT:.0f}% required): is the representative data "
+            "what the model is fed?"
+        )
+    for which, q in (("input", input_q), ("output", output_q)):
+        if q.dtype != np.float32 and not q.scale >= MIN_SCALE:
+            problems.append(
+                f"the {which} scale collapsed to {q.scale:.3g} (below {MIN_SCALE:g}): the representative data "
+                "has (next to) no range"
+            )
     timing = {
         "tflm_first": written.first_invoke_s * 1e6,
         "tflm_median": written.median_invoke_s * 1e6,
