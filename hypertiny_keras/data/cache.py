@@ -46,6 +46,15 @@ def cache_root() -> pathlib.Path:
 _WARNED: set[str] = set()
 
 
+def describe_cache() -> str:
+    """One line: where the cache is and how much it holds (bytes and entries), for commands that use it."""
+    root = cache_root()
+    sizes = [f.stat().st_size for f in root.glob("*/*") if f.is_file()] if root.is_dir() else []
+    entries = len([d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]) if root.is_dir() else 0
+    return (f"data cache: {root} holds {sum(sizes) / 1e6:,.1f} MB in {entries} entries "
+            "(HYPERTINY_CACHE moves it; --no-cache skips it)")
+
+
 def usable_cache_root() -> pathlib.Path | None:
     """`cache_root()` if it is (or can be made) a writable directory, else ``None`` after one warning line.
 

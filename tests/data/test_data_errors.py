@@ -473,3 +473,11 @@ def test_changed_cache_arrays_are_rebuilt(private_cache, change):
     np.save(x_file, replaced)
     again = cache.cached_windows("tiny", {"a": 1}, [], build)
     assert len(calls) == 2 and np.array_equal(again.x, tiny_windows().x)
+
+
+def test_describe_cache_says_where_and_how_much(private_cache):
+    cache.cached_windows("tiny", {"a": 1}, [], tiny_windows)
+    entry = private_cache / cached_entries(private_cache)[0]
+    size = sum(f.stat().st_size for f in entry.iterdir())
+    line = cache.describe_cache()
+    assert str(private_cache) in line and f"{size / 1e6:,.1f} MB in 1 entries" in line and "--no-cache" in line
