@@ -291,3 +291,36 @@ def test_corrupt_file_for_arduino_one_line(made, tmp_path):
     name = _mutate(made, tmp_path, "scale.tflite", MUTATIONS["negative_scale"])
     line = _fault(tmp_path, "export", name, "--arduino", "S", names=name)
     assert "NoneType" not in line and not (tmp_path / "S").exists()
+
+
+def _ptbxl_csvs(data_root, folder, edit):
+    """PTB-XL's two CSV files (no records: every fault below is found while reading the CSV)."""
+    out = folder / "ptbxl"
+    out.mkdir()
+    for name in ("ptbxl_database.csv", "scp_statements.csv"):
+        shutil.copyfile(data_root / "ptbxl" / name, out / name)
+    lines = (out / "ptbxl_database.csv").read_text().splitlines(True)
+    (out / "ptbxl_database.csv").write_text("".join(edit(lines)))
+    return out
+
+
+def test_data_summary_ptbxl_csv_faults_name_file_and_row(data_root, tmp_path):
+    """Item 10 through the CLI: scp_codes that is not a dict, a repeated ecg_id (each names file and line)."""
+    def not_a_dict(lines):
+        header, first = lines[0], lines[1]
+        column = header.rstrip("\n").split(",").index("scp_codes")
+        fields = first.split('"')  # scp_codes is the quoted field of the row
+        assert "{" in fields[1] and column > 0
+        return [header, first.replace('"' + fields[1] + '"', "123")] + lines[2:]
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    _ptbxl_csvs(data_root, folder, not_a_dict)
+    line = _fault(folder, "data", "summary", "--dataset", "ptbxl", "--data-dir", "ptbxl", "--no-cache",
+                  names="ptbxl_database.csv:2")
+    assert "not a dict" in line
+    folder = tmp_path / "b"
+    folder.mkdir()
+    _ptbxl_csvs(data_root, folder, lambda lines: lines[:3] + lines[2:])
+    _fault(folder, "data", "summary", "--dataset", "ptbxl", "--data-dir", "ptbxl", "--no-cache",
+           names="ptbxl_database.csv:4: ecg_id 2 repeats")
