@@ -145,11 +145,10 @@ def verify(
             f"percentile (limit {plan.options.tolerance_steps})"
         )
     if decisive_top1 is not None and not _within(MIN_TOP1_AGREEMENT, decisive_top1):
-        problems.append(
-            f"the int8 model's top-1 class agrees with the Keras float model's on {100 * decisive_top1:.1f}% of "
-            f"the {int(decisive.sum())} samples the float model decides by {DECISIVE_MARGIN_STEPS:g} output steps "
-            f"or more (at least {100 * MIN_TOP1_AGREEMENT:.0f}% required): is the representative data what the "
-            "model is fed?"
+        problems.append(  # a distance from the float model too (`ExportVerificationError.only_float_distance`)
+            f"{FLOAT_DISTANCE_PROBLEM} of the Keras float model's top-1 class on {100 * decisive_top1:.1f}% of the "
+            f"{int(decisive.sum())} samples it decides by {DECISIVE_MARGIN_STEPS:g} output steps or more (at least "
+            f"{100 * MIN_TOP1_AGREEMENT:.0f}% required): is the representative data what the model is fed?"
         )
     if input_q.dtype != np.float32 and not input_q.scale >= MIN_SCALE:
         problems.append(
