@@ -19,6 +19,11 @@ from hypertiny_keras.utils import quiet
 
 #: Longest error message printed without `-v`, in characters.
 MAX_ERROR_CHARS = 600
+#: Fewest `--beats` the quickstart takes (its test split must fill `test_windows.npz`'s 16 windows).
+MIN_QUICKSTART_BEATS = 200
+#: Files the quickstart writes into its folder.
+QUICKSTART_FILES = ("model.keras", "test_windows.npz", "report.json", "model_frozen_int8.tflite",
+                    "model_frozen_int8.json", "model_boot_int8.tflite", "model_boot_int8.json")
 #: Array names `--data file.npz` takes when the file holds several arrays, in order.
 DATA_NAMES = ("x", "windows")
 
@@ -35,9 +40,28 @@ def _existing_file(path: str, option: str = "") -> pathlib.Path:
     file, what = pathlib.Path(path), f"{option} {path}" if option else path
     if file.is_dir():
         raise ValueError(f"{what} is a directory, not a file")
-    if not file.is_file():
+    if not file.exists():
         raise FileNotFoundError(f"{what}: no such file")
+    if not file.is_file():
+        raise ValueError(f"{what} is not a regular file (a FIFO, device or socket); give a file")
     return file
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _array_spec(spec: str) -> tuple[str, str | None]:
+    """`FILE.npz:NAME` -> `(FILE.npz, NAME)`; any other spec -> `(spec, None)`."""
+    head, sep, tail = spec.rpartition(":")
+    return (head, tail) if sep and head.lower().endswith(".npz") else (spec, None)
 
 
 def load_array(spec: str, option: str = "--data", names: tuple[str, ...] = DATA_NAMES):
@@ -53,17 +77,18 @@ def load_array(spec: str, option: str = "--data", names: tuple[str, ...] = DATA_
     """
     import numpy as np
 
-    path, key = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and head.lower().endswith(".npz"):
-        path, key = head, tail
+    path, key = _array_spec(spec)
     file = _existing_file(path, option)
     suffix = file.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise ValueError(f"{option} {spec}: expected a .npy file, or a .npz file (FILE.npz or FILE.npz:NAME)")
     try:
         if suffix == ".npy":
-            return np.load(file, allow_pickle=False)
+            array = np.load(file, allow_pickle=False)
+            if not isinstance(array, np.ndarray):  # np.load opens a zip whatever its name
+                array.close()
+                raise ValueError(f"{option} {spec}: not a .npy array (a zip archive: a .npz named .npy?)")
+            return array
         with np.load(file, allow_pickle=False) as saved:
             available = list(saved.files)
             if key is None:
@@ -89,6 +114,17 @@ def load_array(spec: str, option: str = "--data", names: tuple[str, ...] = DATA_
 
 
 def _quickstart(args) -> None:
+    from hypertiny_keras.utils.fileio import check_output
+
+    if args.beats < MIN_QUICKSTART_BEATS:
+        raise ValueError(f"--beats {args.beats}: the quickstart needs at least {MIN_QUICKSTART_BEATS} windows "
+                         f"(80/10/10 split, {MIN_QUICKSTART_BEATS // 10} test windows or more)")
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; give the folder to write the quickstart into")
+    if out.is_dir():
+        for name in QUICKSTART_FILES:
+            check_output(out / name)
     with quiet.silenced():  # TensorFlow's import lines
         from hypertiny_keras.cli.quickstart import run_quickstart
 
@@ -110,8 +146,14 @@ def _export_arduino(args) -> None:
                 labels = load_array(f"{args.windows}:labels", "--windows")
     if args.labels:
         labels = load_array(args.labels, "--labels", ("labels", "y"))
+    sketch = pathlib.Path(args.arduino)
+    if sketch.exists() and not sketch.is_dir():
+        raise ValueError(f"--arduino {args.arduino} is a file; give the sketch folder to write (created if missing)")
     with quiet.silenced():  # TensorFlow's import lines
-        from hypertiny_keras.device.arduino import export_arduino
+        from hypertiny_keras.device.arduino import check_test_vectors, export_arduino
+
+    windows, labels = check_test_vectors(windows, labels, f"--windows {args.windows}",
+                                         f"--labels {args.labels or args.windows}")
 
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
@@ -137,6 +179,10 @@ def _arduino_library(args) -> None:
     if not args.out and not args.zip:
         raise ValueError("hypertiny arduino-library needs --out DIR (e.g. ~/Arduino/libraries/HyperTinyPW) "
                          "or --zip FILE.zip")
+    if args.zip:
+        from hypertiny_keras.utils.fileio import check_output
+
+        check_output(pathlib.Path(args.zip).expanduser(), what=f"--zip {args.zip}")
     result = write_arduino_library(args.out, args.zip)
     for where in (result["out_dir"], result["zip"]):
         if where:
@@ -149,13 +195,16 @@ def _arduino_library(args) -> None:
 
 def _emulate(args) -> None:
     from hypertiny_keras.device.emulator import emulate, format_result
+    from hypertiny_keras.utils.fileio import check_output
 
+    if args.json:
+        check_output(args.json, what=f"--json {args.json}")
     result = emulate(args.sketch, sources=args.sources, kernels=args.kernels, build_dir=args.build, jobs=args.jobs,
                      arduino_library=args.arduino_library)
     if args.json:
         from hypertiny_keras.utils.fileio import atomic_write
 
-        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())  # checked before the run
     print(format_result(result))
     if result["summary"]["passed"] != result["summary"]["checked"] or result["failures"]:
         s = result["summary"]
@@ -172,46 +221,91 @@ def _export(args) -> None:
     if not args.data or not args.out:
         raise ValueError("hypertiny export MODEL.keras needs --data X.npy and --out FILE.tflite")
     model_path = _existing_file(args.model)
-    out = pathlib.Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    from hypertiny_keras.export.write import check_paths
+
+    out, _ = check_paths(args.out, (model_path, _array_spec(args.data)[0]))
+    if model_path.suffix.lower() == ".tflite":
+        raise ValueError(f"{args.model} is already a .tflite: give the .keras model to export, or add "
+                         "--arduino DIR to write a sketch for this file")
     data = load_array(args.data)
     with quiet.silenced():  # TensorFlow's import, Keras' loading and the converter print dozens of lines
-        import keras
-
         import hypertiny_keras.layers  # noqa: F401  (registers the layers for loading)
-        from hypertiny_keras.export import export_tflite
+        from hypertiny_keras.export import ExportError, export_tflite
 
-        model = keras.saving.load_model(model_path)
-        report = export_tflite(
-            model,
-            data,
-            out,
-            synthesis=args.synthesis,
-            io_dtype=args.io,
-            per_channel=args.per_channel,
-            keep_metadata=args.keep_metadata,
-            diet=args.diet,
-            dense_per_tensor=args.dense_per_tensor,
-            init_weight_bits=args.init_weight_bits,
-        )
+        model = _load_keras(model_path)
+        try:
+            report = export_tflite(
+                model,
+                data,
+                out,
+                synthesis=args.synthesis,
+                io_dtype=args.io,
+                per_channel=args.per_channel,
+                keep_metadata=args.keep_metadata,
+                diet=args.diet,
+                dense_per_tensor=args.dense_per_tensor,
+                init_weight_bits=args.init_weight_bits,
+            )
+        except ExportError as error:  # name the file the data came from
+            if not str(error).startswith("representative_data "):
+                raise
+            raise ExportError(f"--data {args.data}: {str(error).removeprefix('representative_data ')}") from None
     print(report)
+
+
+def _load_keras(path: pathlib.Path):
+    """The Keras model saved at `path`; one line naming the file when it is not one."""
+    import zipfile
+
+    import keras
+
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: not a .keras file (it is a zip archive; this file is empty, cut short or "
+                             "something else)")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"{path}: not a readable .keras file ({error})") from None
+        if "config.json" not in names:
+            raise ValueError(f"{path}: not a .keras file (a zip archive without config.json: "
+                             f"{', '.join(sorted(names)[:5]) or 'empty'})")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:  # noqa: BLE001 (Keras, h5py and zipfile fail in many ways on a bad file)
+        raise ValueError(f"{path}: cannot load it as a Keras model ({error_line(error)})") from None
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        from hypertiny_keras.layers import generated_layers
+
+        copies = {id(layer.generator) for layer in generated_layers(model) if layer.kernel_generator.uses_generator}
+        if len(copies) > 1:
+            raise ValueError(f"{path}: a legacy HDF5 file does not keep the generator shared between layers "
+                             f"({len(copies)} copies after loading); save the model as .keras "
+                             "(model.save('model.keras')) and export that")
+    return model
 
 
 def _compress(args) -> None:
     data = _existing_file(args.file).read_bytes()
-    out = pathlib.Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give the .tflite file to write")
+    from hypertiny_keras.export.report import is_report, report_file
     from hypertiny_keras.tflite import weight_codecs
     from hypertiny_keras.tflite.flatbuffer import read_model
-    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.utils.fileio import atomic_write, check_output
 
+    out = check_output(args.out, what=f"--out {args.out}")  # in place (--out FILE) is allowed
     read_model(data, args.file)  # one line for a file that is not a .tflite
-    coded = weight_codecs.get(args.codec)(data)
+    try:
+        coded = weight_codecs.get(args.codec)(data)
+    except (ValueError, IndexError, KeyError, TypeError) as error:  # a file read_model accepts but the codec cannot
+        raise ValueError(f"{args.file}: cannot compress it ({error_line(error)})") from None
     atomic_write(out, coded)
     print(f"{args.file}: {len(data):,} B -> {out}: {len(coded):,} B with {args.codec} weights "
           f"({len(data) - len(coded):,} B less); lossy: score it again (hypertiny_keras.evaluation.evaluate)")
+    stale = report_file(out)
+    if is_report(stale):  # it describes the file that was at `out` before (its arena, sizes, checksum)
+        stale.unlink()
+        print(f"removed {stale}: the export report of the file {out} replaced")
 
 
 def _inspect(args) -> None:
@@ -221,26 +315,42 @@ def _inspect(args) -> None:
 
     if args.board is not None:
         get_board(args.board)  # an unknown name fails before any work
+    plot = None
+    if args.plot:
+        from hypertiny_keras.utils.fileio import check_output
+
+        plot = check_output(args.plot, (args.file,), what=f"--plot {args.plot}")
+        if plot.suffix.lower() != ".png":
+            raise ValueError(f"--plot {args.plot}: give a .png file to write")
     info = inspect_tflite(data, args.file)
     arena, source = args.arena, "--arena"
-    report = pathlib.Path(args.file).with_suffix(".json")
-    if arena is None and report.is_file():  # the export's report beside the file holds the measured arena
-        try:
-            arena, source = int(json.loads(report.read_text())["arena_bytes"]), f"{report.name} (host TFLM, 64-bit)"
-        except (ValueError, KeyError, TypeError):
-            arena = None
+    if arena is None:  # the export's report beside the file holds the measured arena, if it describes this file
+        from hypertiny_keras.export.report import report_file, report_for
+
+        report, why = report_for(args.file, data)
+        if report is not None:
+            arena, source = report["arena_bytes"], f"{report_file(args.file).name} (host TFLM, 64-bit)"
+        elif why:
+            print(f"hypertiny inspect: {why}", file=sys.stderr)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info, args.board, arena))
     if arena is not None and not args.json:
         print(f"arena: {arena:,} bytes from {source}")
-    if args.plot:
-        print(f"wrote {plot_budget(info, args.plot, args.board or 'nano33ble', arena)}")
+    if plot is not None:
+        print(f"wrote {plot_budget(info, plot, args.board or 'nano33ble', arena)}")
 
 
 def _data_summary(args) -> None:
+    if args.json:
+        from hypertiny_keras.utils.fileio import check_output
+
+        check_output(args.json, what=f"--json {args.json}")
     with quiet.silenced():  # TensorFlow's import lines
         from hypertiny_keras.data import summary_cli
+        from hypertiny_keras.data.cache import describe_cache
 
-    summary_cli(args.dataset, args.data_dir, json_path=args.json)
+    summary_cli(args.dataset, args.data_dir, json_path=args.json, use_cache=args.cache)
+    if args.cache:
+        print(describe_cache(), file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -252,8 +362,9 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quickstart", help="train, export and verify the quickstart model (offline)")
     q.add_argument("--out", default="out/quickstart", help="output directory")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--epochs", type=int, default=8)
-    q.add_argument("--beats", type=int, default=6000, help="synthetic windows (80/10/10 split)")
+    q.add_argument("--epochs", type=_positive, default=8, help="training epochs (>= 1)")
+    q.add_argument("--beats", type=_positive, default=6000,
+                   help=f"synthetic windows (80/10/10 split; >= {MIN_QUICKSTART_BEATS})")
     q.add_argument("--personalize", action="store_true",
                    help="also adapt the boot file's codes to a new synthetic wearer and write the patch "
                         "(wearer.patch, its key device.key)")
@@ -334,7 +445,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.add_argument("--board", help="give each flash/RAM part as % of this board (e.g. nano33ble)")
-    i.add_argument("--arena", type=int, help="TFLM arena bytes (default: arena_bytes of the export report beside FILE)")
+    i.add_argument("--arena", type=_positive,
+                   help="TFLM arena bytes (default: arena_bytes of the export report beside FILE if it describes FILE)")
     i.add_argument("--plot", metavar="PNG", help="write the flash/RAM bars as a PNG")
     i.set_defaults(run=_inspect)
 
@@ -395,6 +507,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, choices=("mitbih", "ptbxl", "apnea_ecg", "speech_commands"))
     s.add_argument("--data-dir", required=True)
     s.add_argument("--json", help="also write the summary to this JSON file")
+    s.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="load without reading or writing the data cache ($HYPERTINY_CACHE, ~/.cache/hypertiny)")
     s.set_defaults(run=_data_summary)
     # -v also after the command; its default stays the main parser's
     for subparser in (q, e, a, c, i, m, pa, pm, pp, pi, pf, d, s):
@@ -408,14 +522,9 @@ def _key(args) -> bytes:
 
 def _write_new(path: str, data: bytes, inputs: tuple[str, ...]) -> None:
     """Write `data` to `path` atomically; refuse a directory or a path that is one of the inputs."""
-    from hypertiny_keras.utils.fileio import atomic_write
+    from hypertiny_keras.utils.fileio import atomic_write, check_output
 
-    out = pathlib.Path(path)
-    if out.is_dir():
-        raise ValueError(f"--out {path} is a directory")
-    if out.exists() and any(out.resolve() == pathlib.Path(i).resolve() for i in inputs):
-        raise ValueError(f"--out {path} is one of the inputs; write to another file")
-    atomic_write(out, data)
+    atomic_write(check_output(path, inputs, what=f"--out {path}"), data)
 
 
 def _patch_make(args) -> None:

@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 
+from hypertiny_keras.cli.main import MIN_QUICKSTART_BEATS
 from hypertiny_keras.data.synthetic import CLASS_NAMES, make_beats
 from hypertiny_keras.device.runtime import predict
 from hypertiny_keras.export import export_tflite
@@ -50,8 +51,8 @@ def run_quickstart(
     Args:
         out_dir: output directory (created).
         seed: seed of the data and of the weights.
-        epochs: training epochs (Keras progress bar when `verbose`).
-        beats: synthetic windows (80/10/10 train/validation/test).
+        epochs: training epochs (Keras progress bar when `verbose`), >= 1.
+        beats: synthetic windows (80/10/10 train/validation/test), >= `MIN_QUICKSTART_BEATS`.
         verbose: 0 silent, 1 progress bars and the printed report.
         pool: the model's global pooling (`models.separable.POOLINGS`).
         dense_per_tensor: export the FULLY_CONNECTED weights with one scale
@@ -67,6 +68,9 @@ def run_quickstart(
     Returns:
         The report dict (also written to `out_dir/report.json`).
     """
+    if int(epochs) < 1 or int(beats) < MIN_QUICKSTART_BEATS:
+        raise ValueError(f"the quickstart needs epochs >= 1 and beats >= {MIN_QUICKSTART_BEATS}; got epochs={epochs}, "
+                         f"beats={beats}")
     start = time.perf_counter()
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,16 @@
 """Disk cache of loaded `Windows`, keyed by every parameter that changes the output.
 
 Layout: ``<root>/<dataset>-<sha256[:20]>/`` holding one ``.npy`` file per array and ``meta.json``.
-The root is ``$HYPERTINY_CACHE`` or ``~/.cache/hypertiny``. An entry is written into a temporary
-directory next to it, ``.<entry>.<host>.<pid>.<random>``, and renamed into place with
-`os.replace`, so a crash or a failed load never leaves a partial entry. A temporary directory
-left behind by a killed writer (its pid is dead on this host, or it is older than
-``STALE_SECONDS``) is removed the next time any entry is read or written, and an entry that
-cannot be read back (a file missing or cut short) is removed and rebuilt. Cached arrays are opened
-as read-only memory maps, so a cached load costs milliseconds regardless of size; pages are read
-from disk when first touched.
+The root is ``$HYPERTINY_CACHE`` (when set and not empty) or ``~/.cache/hypertiny``; a root that
+is a file or not writable is not used (one warning line; the data load without the cache). An
+entry is written into a temporary directory next to it, ``.<entry>.<host>.<pid>.<random>``, and
+renamed into place with `os.replace`, so a crash or a failed load never leaves a partial entry.
+A temporary directory left behind by a killed writer (its pid is dead on this host, or it is
+older than ``STALE_SECONDS``) is removed the next time any entry is read or written, and an
+entry that cannot be read back (a file missing, cut short, or changed: each array's shape,
+dtype and SHA-256 are in ``meta.json``; shape and dtype are checked on every read, the SHA-256
+whenever a file's size or mtime is not the one recorded) is removed and rebuilt. Cached arrays
+are opened as read-only memory maps, so a cached load costs milliseconds regardless of size.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from typing import Any, Callable, Iterable
@@ -28,7 +31,7 @@ import numpy as np
 
 from hypertiny_keras.data.windows import ARRAY_FIELDS, Windows
 
-CACHE_FORMAT = 1  # bump when the on-disk layout or any loader's output changes meaning
+CACHE_FORMAT = 2  # bump when the on-disk layout or any loader's output changes meaning
 STALE_SECONDS = 3 * 3600  # a temporary directory older than this is abandoned (writes take seconds)
 HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
 # ".<dataset>-<key>.<host>.<pid>.<random>", and ".<dataset>-<key>.<random>" from older versions.
@@ -36,8 +39,44 @@ _TEMP_NAME = re.compile(r"^\.[A-Za-z0-9_]+-[0-9a-f]{20}\.(?:(?P<host>[A-Za-z0-9_
 
 
 def cache_root() -> pathlib.Path:
-    """``$HYPERTINY_CACHE`` if set, else ``~/.cache/hypertiny``."""
-    return pathlib.Path(os.environ.get("HYPERTINY_CACHE", pathlib.Path.home() / ".cache" / "hypertiny"))
+    """``$HYPERTINY_CACHE`` if set and not empty, else ``~/.cache/hypertiny``."""
+    return pathlib.Path(os.environ.get("HYPERTINY_CACHE") or pathlib.Path.home() / ".cache" / "hypertiny")
+
+
+_WARNED: set[str] = set()
+
+
+def describe_cache() -> str:
+    """One line: where the cache is and how much it holds (bytes and entries), for commands that use it."""
+    root = cache_root()
+    sizes = [f.stat().st_size for f in root.glob("*/*") if f.is_file()] if root.is_dir() else []
+    entries = len([d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]) if root.is_dir() else 0
+    return (f"data cache: {root} holds {sum(sizes) / 1e6:,.1f} MB in {entries} entries "
+            "(HYPERTINY_CACHE moves it; --no-cache skips it)")
+
+
+def usable_cache_root() -> pathlib.Path | None:
+    """`cache_root()` if it is (or can be made) a writable directory, else ``None`` after one warning line.
+
+    Checked before any loading, so that a root that is a file, cannot be
+    created or is not writable costs no failed load: the data load without
+    the cache, and stderr says why (once per root and process).
+    """
+    root = cache_root()
+    try:
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"{root} is a file, not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(f"{root} is not writable")
+    except OSError as error:
+        if str(root) not in _WARNED:
+            _WARNED.add(str(root))
+            reason = error.strerror and f"{error.filename or root}: {error.strerror}" or str(error)
+            print(f"hypertiny: warning: cannot use the data cache ({reason}; set HYPERTINY_CACHE to a writable "
+                  "folder): loading without it", file=sys.stderr)
+        return None
+    return root
 
 
 def cache_key(dataset: str, params: dict[str, Any], inputs: Iterable[pathlib.Path]) -> str:
@@ -74,9 +113,9 @@ def cached_windows(
         build: computes the windows; if it raises, nothing is written.
         use_cache: ``False`` always builds and never reads or writes the cache.
     """
-    if not use_cache:
+    root = usable_cache_root() if use_cache else None
+    if root is None:
         return build()
-    root = cache_root()
     entry = root / cache_key(dataset, params, inputs)
     sweep_stale_temporaries(root)
     if entry.exists():
@@ -138,13 +177,43 @@ def _temp_prefix(entry: pathlib.Path) -> str:
     return f".{entry.name}.{HOST}.{os.getpid()}."
 
 
+def _file_sha256(path: pathlib.Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_record(path: pathlib.Path, array: np.ndarray) -> dict:
+    """What `meta.json` records of one array file: shape, dtype, SHA-256, and size and mtime (ns)."""
+    info = path.stat()
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": _file_sha256(path),
+            "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def _unchanged(path: pathlib.Path, array: np.ndarray, stored: dict) -> bool:
+    """Whether the array file is the one `stored` (`_file_record`) describes.
+
+    Shape and dtype are always compared; the SHA-256 is recomputed only when
+    the file's size or mtime differ from the recorded ones (a file rewritten
+    since), so that an unchanged entry still loads in milliseconds.
+    """
+    if list(array.shape) != stored["shape"] or str(array.dtype) != stored["dtype"]:
+        return False
+    info = path.stat()
+    if info.st_size == stored["bytes"] and info.st_mtime_ns == stored["mtime_ns"]:
+        return True
+    return _file_sha256(path) == stored["sha256"]
+
+
 def _read(entry: pathlib.Path) -> Windows | None:
-    """The entry's `Windows`, or ``None`` if a file is missing, cut short or inconsistent."""
+    """The entry's `Windows`, or ``None`` if a file is missing, cut short, changed or inconsistent (`_unchanged`)."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
         arrays = {f: np.load(entry / f"{f}.npy", mmap_mode="r") for f in ARRAY_FIELDS}
         if len({len(a) for a in arrays.values()}) != 1:
             return None
+        for f, array in arrays.items():
+            if not _unchanged(entry / f"{f}.npy", array, meta["arrays"][f]):
+                return None
         return Windows(
             **arrays, class_names=tuple(meta["class_names"]), fs=meta["fs"], meta=meta["meta"]
         )
@@ -166,9 +235,12 @@ def _write_atomic(entry: pathlib.Path, windows: Windows) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=_temp_prefix(entry), dir=entry.parent))
     try:
+        arrays = {}
         for f in ARRAY_FIELDS:
-            np.save(tmp / f"{f}.npy", np.asarray(getattr(windows, f)), allow_pickle=False)
-        meta = {"class_names": list(windows.class_names), "fs": windows.fs, "meta": windows.meta}
+            array = np.asarray(getattr(windows, f))
+            np.save(tmp / f"{f}.npy", array, allow_pickle=False)
+            arrays[f] = _file_record(tmp / f"{f}.npy", array)
+        meta = {"class_names": list(windows.class_names), "fs": windows.fs, "meta": windows.meta, "arrays": arrays}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, entry)
     except OSError:

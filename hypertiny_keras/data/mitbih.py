@@ -24,6 +24,7 @@ from hypertiny_keras.data.physionet import (
     read_header,
     require_dir,
     require_files,
+    verify_checksums,
 )
 from hypertiny_keras.data.splits import assign_groups
 from hypertiny_keras.data.windows import Windows, finish_windows
@@ -182,7 +183,10 @@ def load_mitbih(
     inputs = require_files([data_dir / f"{r}.{ext}" for r in assignment for ext in ("hea", "dat", "atr")])
 
     def build() -> Windows:
-        return _build(data_dir, assignment, task, window_seconds, fs, channel, zscore, clip)
+        checked = verify_checksums(data_dir, inputs)
+        windows = _build(data_dir, assignment, task, window_seconds, fs, channel, zscore, clip)
+        windows.meta["checksums"] = checked
+        return windows
 
     return cached_windows("mitbih", params, inputs, build, use_cache)
 

@@ -1,6 +1,7 @@
 """Reading (and optionally downloading) PhysioNet WFDB records with errors that name the file."""
 from __future__ import annotations
 
+import hashlib
 import pathlib
 from typing import Sequence
 
@@ -37,6 +38,43 @@ def require_files(paths: list[pathlib.Path]) -> list[pathlib.Path]:
     for path in paths:
         require_file(path, f"file of record {path.stem}")
     return paths
+
+
+#: The checksum list PhysioNet ships with each database (``<sha256> <path>`` per line).
+SHA256SUMS = "SHA256SUMS.txt"
+
+
+def verify_checksums(data_dir: pathlib.Path, files: Sequence[pathlib.Path]) -> str:
+    """Check ``files`` against the database's ``SHA256SUMS.txt`` in ``data_dir``, where it ships one.
+
+    Returns:
+        What was checked, one sentence for ``Windows.meta["checksums"]``: how many files matched
+        the list, or that ``data_dir`` has no list (files then not verified).
+
+    Raises:
+        DataError: a file whose SHA-256 differs from the list (naming it), a file the list
+            does not name, or an unreadable list.
+    """
+    listing = data_dir / SHA256SUMS
+    if not listing.is_file():
+        return f"not verified: {data_dir} has no {SHA256SUMS} (a database without one, or a copy made without it)"
+    sums = {}
+    try:
+        for line in listing.read_text().splitlines():
+            if line.strip():
+                digest, name = line.split(maxsplit=1)
+                sums[name.strip().lstrip("*")] = digest.lower()
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{listing}: cannot read the checksum list ({err})") from err
+    for path in files:
+        name = path.relative_to(data_dir).as_posix()
+        if name not in sums:
+            raise DataError(f"{path}: not listed in {listing}")
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != sums[name]:
+            raise DataError(f"{path}: SHA-256 differs from {listing} (the file is damaged or was changed)")
+    return f"{len(files)} files verified against {listing}"
 
 
 def read_header(record: pathlib.Path) -> wfdb.Record:

@@ -30,6 +30,8 @@ from hypertiny_keras.data.windows import Windows, finish_windows
 FS = 100.0  # Hz, records100/
 WINDOW = 1000  # samples = 10 s
 CLASS_NAMES = ("NORM", "diagnostic")
+#: Columns of ``ptbxl_database.csv`` the loader reads.
+DATABASE_COLUMNS = ("ecg_id", "patient_id", "strat_fold", "filename_lr", "scp_codes")
 
 
 def fold_split(fold: int) -> str:
@@ -40,7 +42,7 @@ def fold_split(fold: int) -> str:
 def diagnostic_codes(data_dir: pathlib.Path) -> set[str]:
     """SCP codes with ``diagnostic == 1`` in ``scp_statements.csv``."""
     path = require_file(data_dir / "scp_statements.csv", "scp_statements.csv")
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the header
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise DataError(f"{path}: file is empty")
@@ -63,23 +65,33 @@ def read_labels(data_dir: str | pathlib.Path) -> tuple[list[dict], int]:
     data_dir = pathlib.Path(data_dir)
     diagnostic = diagnostic_codes(data_dir)
     path = require_file(data_dir / "ptbxl_database.csv", "ptbxl_database.csv")
-    rows, dropped = [], 0
-    with path.open(newline="") as f:
+    rows, dropped, seen = [], 0, {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise DataError(f"{path}: file is empty")
+        absent = [c for c in DATABASE_COLUMNS if c not in reader.fieldnames]
+        if absent:
+            raise DataError(f"{path}: the header has no column {', '.join(absent)}")
         for line, row in enumerate(reader, start=2):
             missing = [k for k, v in row.items() if v is None]
             if missing:
                 raise DataError(f"{path}:{line}: row has {len(row) - len(missing)} of "
                                 f"{len(row)} fields (file cut short?)")
             try:
-                codes = set(ast.literal_eval(row["scp_codes"])) & diagnostic
+                scp = ast.literal_eval(row["scp_codes"])
+                if not isinstance(scp, dict):
+                    raise ValueError(f"scp_codes {row['scp_codes']!r} is not a dict of codes")
+                codes = set(scp) & diagnostic
                 entry = dict(ecg_id=str(int(float(row["ecg_id"]))),
                              patient_id=str(int(float(row["patient_id"]))),
                              fold=int(row["strat_fold"]), filename=row["filename_lr"])
-            except (KeyError, ValueError, SyntaxError) as err:
+            except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
                 raise DataError(f"{path}:{line}: cannot parse row ({type(err).__name__}: {err})") from err
+            if entry["ecg_id"] in seen:
+                raise DataError(f"{path}:{line}: ecg_id {entry['ecg_id']} repeats the row of line "
+                                f"{seen[entry['ecg_id']]}")
+            seen[entry["ecg_id"]] = line
             if not codes:
                 dropped += 1
                 continue

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any, Callable
 
 import numpy as np
 
 from hypertiny_keras.data.windows import SPLITS, Windows
+from hypertiny_keras.utils.fileio import atomic_write
 
 
 def summarize(windows: Windows) -> dict[str, Any]:
@@ -98,5 +98,5 @@ def summary_cli(
     summary = summarize(table[dataset](data_dir, **loader_kwargs))
     print_fn(format_summary(summary))
     if json_path is not None:
-        pathlib.Path(json_path).write_text(json.dumps(summary, indent=2))
+        atomic_write(json_path, json.dumps(summary, indent=2).encode())
     return summary

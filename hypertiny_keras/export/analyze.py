@@ -16,6 +16,7 @@ import numpy as np
 
 from hypertiny_keras.export.errors import ExportError
 from hypertiny_keras.export.options import ExportOptions
+from hypertiny_keras.export.write import check_paths
 from hypertiny_keras.layers import HyperPointwise, PointwiseGenerator, all_layers, generated_layers, require_functional
 
 
@@ -39,7 +40,7 @@ class ExportPlan:
 
 
 def check_representative_data(model: keras.Model, data) -> np.ndarray:
-    """Validate calibration data: float, finite, shaped `(n, *model.input_shape[1:])`; returns float32."""
+    """Validate calibration data: float, finite, not all one value, shaped `(n, *input_shape[1:])`; returns float32."""
     try:
         data = np.asarray(data)
     except (ValueError, TypeError) as error:
@@ -56,22 +57,12 @@ def check_representative_data(model: keras.Model, data) -> np.ndarray:
         )
     if not np.isfinite(data).all():
         raise ExportError("representative_data contains NaN or infinite values")
+    if float(data.max()) == float(data.min()):
+        raise ExportError(
+            f"representative_data holds one value only ({float(data.min()):g}): calibration needs inputs that span "
+            "the range the model is fed"
+        )
     return data.astype(np.float32)
-
-
-def _check_paths(path) -> tuple[pathlib.Path, pathlib.Path]:
-    path = pathlib.Path(path)
-    report = path.with_suffix(".json")
-    if path.suffix.lower() == ".json" or report == path:
-        raise ExportError(f"{path}: the model path must not end in .json (the report goes beside it as .json)")
-    for target in (path, report):
-        if target.is_dir():
-            raise ExportError(f"cannot write {target}: it is a directory")
-        if target.exists() and not os.access(target, os.W_OK):
-            raise ExportError(f"cannot write {target}: the file is not writable")
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write {path}: {path.parent} is not a writable directory")
-    return path, report
 
 
 def _check_structure(model: keras.Model) -> None:
@@ -82,6 +73,12 @@ def _check_structure(model: keras.Model) -> None:
         raise ExportError(
             f"model {model.name!r} has {len(inputs)} inputs ({', '.join(str(tuple(t.shape)) for t in inputs)}); "
             "export supports one input only"
+        )
+    unknown = [i for i, d in enumerate(inputs[0].shape) if d is None and i > 0]
+    if unknown:
+        raise ExportError(
+            f"model {model.name!r} has the input shape {tuple(inputs[0].shape)}: export needs every size but the "
+            "batch fixed (build the model with e.g. keras.Input(shape=(256, 1)))"
         )
     if len(outputs) != 1:
         raise ExportError(
@@ -140,7 +137,7 @@ def analyze(
     Raises:
         ExportError: one message naming the first problem found.
     """
-    path, report_path = _check_paths(path)
+    path, report_path = check_paths(path)
     _check_structure(model)
     layers = generated_layers(model)
     if options.synthesis == "boot" and not layers:

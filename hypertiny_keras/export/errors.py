@@ -25,9 +25,10 @@ class ExportVerificationError(RuntimeError):
     """The exported file did not run as it must; nothing was written.
 
     `problems` holds one sentence per failed check; `only_float_distance`
-    says whether the one failure is the distance of the int8 model from the
-    float one (quantization too coarse for this model: the file computes
-    what it should, but not what the float model computes).
+    says whether every failure is a distance of the int8 model from the
+    float one (its 99th-percentile steps or its top-1 agreement: quantization
+    too coarse for this model, the file computes what it should, but not what
+    the float model computes).
     """
 
     def __init__(self, message: str, problems: list[str] | None = None):

@@ -19,7 +19,7 @@ from hypertiny_keras.export.analyze import analyze
 from hypertiny_keras.export.convert import convert
 from hypertiny_keras.export.errors import ExportError, ExportVerificationError
 from hypertiny_keras.export.options import ExportOptions
-from hypertiny_keras.export.report import ExportReport
+from hypertiny_keras.export.report import ExportReport, file_sha256
 from hypertiny_keras.export.rewrite import rewrite
 from hypertiny_keras.export.shrink import shrink
 from hypertiny_keras.export.verify import verify
@@ -164,6 +164,7 @@ def export_tflite(
         dense_per_tensor=options.dense_per_tensor,
         init_weight_bits=options.init_weight_bits if options.synthesis == "boot" else 8,
         file_bytes=len(file.data),
+        sha256=file_sha256(file.data),
         stripped_bytes=file.stripped_bytes,
         diet_bytes=file.diet_bytes,
         bytes_by_role=info["bytes_by_role"],

@@ -2,6 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
+import os
+import pathlib
+
+#: Keys every export report holds (what tells a report of this package from a user's `.json`).
+REPORT_KEYS = frozenset({"path", "synthesis", "file_bytes", "arena_bytes", "verification"})
+#: Largest report read, in bytes (a report is a few kB).
+MAX_REPORT_BYTES = 1 << 22
+#: Largest arena a report may give, in bytes (no board this package targets has more RAM).
+MAX_ARENA_BYTES = 1 << 31
 
 
 @dataclasses.dataclass
@@ -10,7 +22,8 @@ class ExportReport:
 
     Byte figures are bytes of the written file; `diet_bytes` what each kind
     of the flatbuffer diet (`export.diet`) removed (empty when it was
-    turned off); `arena_bytes` is the smallest
+    turned off); `sha256` the hex SHA-256 of the written file (a report is
+    used only for the file it describes: `report_for`); `arena_bytes` is the smallest
     TFLM arena that ran the model on this host (64-bit build of the
     `tflite-micro` wheel: a 32-bit MCU needs less). Times are microseconds on
     this host; the first TFLM/LiteRT invoke includes the init subgraph
@@ -37,6 +50,7 @@ class ExportReport:
     macs: dict = dataclasses.field(default_factory=dict)
     dense_per_tensor: bool = True
     init_weight_bits: int = 8
+    sha256: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,3 +123,58 @@ class ExportReport:
             "(this host; not device figures: hypertiny emulate counts a Cortex-M4's instructions)",
         ]
         return "\n".join(lines)
+
+
+def file_sha256(data: bytes) -> str:
+    """The hex SHA-256 of `data` (what a report's `sha256` holds)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def report_file(model_path: str | os.PathLike) -> pathlib.Path:
+    """Where the report of `model_path` goes: beside it, as `.json`."""
+    return pathlib.Path(model_path).with_suffix(".json")
+
+
+def _load(path: pathlib.Path):
+    """The JSON of `path`, or `None` when it is not a small, readable JSON file."""
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """Whether the file `path` is an export report of this package (a `.json` it may replace)."""
+    found = _load(pathlib.Path(path))
+    return isinstance(found, dict) and REPORT_KEYS <= set(found)
+
+
+def report_for(model_path: str | os.PathLike, data: bytes) -> tuple[dict | None, str]:
+    """The export report beside `model_path` if it describes `data`, with why not otherwise.
+
+    The report is used only when its `file_bytes` and `sha256` are those of
+    `data` and its `arena_bytes` is a whole number in (0, `MAX_ARENA_BYTES`].
+
+    Returns:
+        `(report, "")`, or `(None, reason)`: reason is `""` when there is no
+        report, else one sentence naming the report and what is wrong with it.
+    """
+    path = report_file(model_path)
+    if not path.exists():
+        return None, ""
+    found = _load(path)
+    if not isinstance(found, dict) or not REPORT_KEYS <= set(found):
+        return None, f"{path.name} is not an export report: not used"
+    if not found.get("sha256"):
+        return None, f"{path.name} holds no SHA-256 of the file (an earlier version's report): not used"
+    if found["sha256"] != file_sha256(data) or found.get("file_bytes") != len(data):
+        return None, (f"{path.name} does not describe {pathlib.Path(model_path).name} (size or SHA-256 differ: "
+                      "the file changed after the export): not used")
+    arena = found["arena_bytes"]
+    if isinstance(arena, bool) or not isinstance(arena, (int, float)) or not math.isfinite(arena) \
+            or arena != int(arena) or not 0 < arena <= MAX_ARENA_BYTES:
+        return None, f"{path.name}: arena_bytes {arena!r} is not a number of bytes in 1..{MAX_ARENA_BYTES}: not used"
+    found["arena_bytes"] = int(arena)
+    return found, ""

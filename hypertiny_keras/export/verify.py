@@ -12,7 +12,14 @@ TFLM is the reference. Checks, on `verify_samples` rows of the representative da
   caller accepted inexact synthesis: then the difference is reported);
 - the written file's int8 outputs in TFLM against the Keras float model:
   99th percentile within `tolerance_steps` output steps (catches broken
-  files, not quantization error).
+  files, not quantization error), and, for a model with several outputs
+  (classes), the same top-1 class on at least `MIN_TOP1_AGREEMENT` of the
+  samples the float model decides by `DECISIVE_MARGIN_STEPS` output steps
+  or more;
+- an int8 input scale of at least `MIN_SCALE` (a smaller one means
+  calibration data without range: every real input saturates). The output
+  scale is not checked: a model whose output is constant on the data (a
+  dead unit) has a collapsed output scale and is still exported exactly.
 
 Every comparison is NaN-safe: a NaN figure fails its check.
 """
@@ -25,6 +32,15 @@ import numpy as np
 from hypertiny_keras.device.runtime import MAX_ARENA_BYTES, io_quantization, run_litert, run_tflm
 from hypertiny_keras.export.analyze import ExportPlan
 from hypertiny_keras.export.errors import FLOAT_DISTANCE_PROBLEM
+
+#: Smallest share of the decisive verification samples whose top-1 class must agree between TFLM int8 and
+#: Keras float (a model quantized with its own data agrees on nearly all; 0.5 only rejects broken calibration).
+MIN_TOP1_AGREEMENT = 0.5
+#: A sample is decisive when the float model's two largest outputs differ by this many output steps or more
+#: (closer classes may swap by rounding alone, e.g. in an untrained model).
+DECISIVE_MARGIN_STEPS = 4.0
+#: Smallest int8 input scale accepted (a step of 1e-7: an int8 range of 2.6e-5, collapsed calibration).
+MIN_SCALE = 1e-7
 
 
 def _within(value: float, limit: float) -> bool:
@@ -79,9 +95,14 @@ def verify(
         frozen_steps = steps(written.outputs, run_tflm(frozen, x_model, MAX_ARENA_BYTES).outputs)
     tflm_float = output_q.dequantize(written.outputs).reshape(reference.shape)
     float_steps = np.abs(tflm_float - reference) / step
-    top1 = None
+    top1 = decisive_top1 = None
+    decisive = np.zeros(len(reference), bool)
     if reference.shape[-1] > 1:
-        top1 = float(np.mean(tflm_float.argmax(-1) == reference.argmax(-1)))
+        agree = tflm_float.argmax(-1) == reference.argmax(-1)
+        top1 = float(np.mean(agree))
+        ranked = np.sort(reference.reshape(len(reference), -1), axis=-1)
+        decisive = ranked[:, -1] - ranked[:, -2] >= DECISIVE_MARGIN_STEPS * step
+        decisive_top1 = float(np.mean(agree[decisive])) if decisive.any() else None
     litert_float = output_q.dequantize(litert.outputs).reshape(reference.shape)
     verification = {
         "samples": int(len(x)),
@@ -96,6 +117,8 @@ def verify(
         "tflm_vs_float_p99_steps": _finite(np.percentile(float_steps, 99)),
         "tflm_vs_float_mean_steps": _finite(np.mean(float_steps)),
         "tflm_vs_float_top1": top1,
+        "tflm_vs_float_top1_decisive": decisive_top1,
+        "decisive_samples": int(decisive.sum()),
         "litert_vs_tflm_top1": float(np.mean(litert_float.argmax(-1) == tflm_float.argmax(-1))),
         "output_step": float(step),
         "litert_kernels": "reference (BUILTIN_REF), on the main graph",
@@ -120,6 +143,17 @@ def verify(
         problems.append(
             f"{FLOAT_DISTANCE_PROBLEM} {p99:.1f} output steps from the Keras float model at the 99th "
             f"percentile (limit {plan.options.tolerance_steps})"
+        )
+    if decisive_top1 is not None and not _within(MIN_TOP1_AGREEMENT, decisive_top1):
+        problems.append(  # a distance from the float model too (`ExportVerificationError.only_float_distance`)
+            f"{FLOAT_DISTANCE_PROBLEM} of the Keras float model's top-1 class on {100 * decisive_top1:.1f}% of the "
+            f"{int(decisive.sum())} samples it decides by {DECISIVE_MARGIN_STEPS:g} output steps or more (at least "
+            f"{100 * MIN_TOP1_AGREEMENT:.0f}% required): is the representative data what the model is fed?"
+        )
+    if input_q.dtype != np.float32 and not input_q.scale >= MIN_SCALE:
+        problems.append(
+            f"the input scale collapsed to {input_q.scale:.3g} (below {MIN_SCALE:g}): the representative data "
+            "has (next to) no range"
         )
     timing = {
         "tflm_first": written.first_invoke_s * 1e6,

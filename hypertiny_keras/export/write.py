@@ -3,10 +3,36 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
+from typing import Iterable
 
 from hypertiny_keras.export.errors import ExportError
-from hypertiny_keras.utils.fileio import atomic_write_all
+from hypertiny_keras.export.report import is_report, report_file
+from hypertiny_keras.utils.fileio import atomic_write_all, check_output
+
+
+def check_paths(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> tuple[pathlib.Path, pathlib.Path]:
+    """The model path and its report's path (beside it, `.json`), checked by `utils.fileio.check_output`.
+
+    Neither may be one of `inputs`, a directory, a link or another
+    non-regular file; an existing `.json` is replaced only if it is an
+    earlier export report (`report.is_report`).
+
+    Raises:
+        ExportError: one line naming the path and the problem.
+    """
+    path = pathlib.Path(path)
+    report = report_file(path)
+    if path.suffix.lower() == ".json" or report == path:
+        raise ExportError(f"{path}: the model path must not end in .json (the report goes beside it as .json)")
+    inputs = list(inputs)
+    try:
+        check_output(path, inputs)
+        check_output(report, inputs, replaceable=is_report)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    return path, report
 
 
 def json_ready(value):

@@ -1,6 +1,8 @@
 """Reading, writing and tidying TFLite flatbuffers through the object API of the schema."""
 from __future__ import annotations
 
+import math
+
 import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -11,6 +13,11 @@ OP_NAMES = {
 }
 #: Tensor type names by code, e.g. 9 -> "INT8".
 TYPE_NAMES = {code: name for name, code in vars(schema.TensorType).items() if not name.startswith("_")}
+#: Bytes per element of each tensor type a constant buffer is checked against (INT4: two per byte).
+ITEM_BYTES = {"BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FLOAT16": 2, "INT32": 4, "UINT32": 4,
+              "FLOAT32": 4, "INT64": 8, "UINT64": 8, "FLOAT64": 8, "INT4": 0.5}
+_OPTION_TYPES = {v for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+_OPTION2_TYPES = {v for k, v in vars(schema.BuiltinOptions2).items() if not k.startswith("_")}
 #: Alignment of every constant buffer in written files, in bytes (the schema's force_align).
 BUFFER_ALIGNMENT = 16
 
@@ -27,7 +34,12 @@ def read_model(data: bytes, name: str | None = None) -> schema.ModelT:
             anything that is not a readable model: no `TFL3` identifier, truncated
             or corrupt tables, no subgraph, an unknown builtin operator, or a
             tensor, buffer, operator-code or subgraph index out of range (so
-            that code reading the model never meets an `IndexError`).
+            that code reading the model never meets an `IndexError`), a
+            dimension below 1, a quantization scale that is not a finite
+            number > 0, a constant buffer whose length is not the tensor's
+            element count x its item size (`ITEM_BYTES`; a custom operator's
+            inputs excepted: their layout is the operator's), or an unknown
+            builtin options type.
     """
     what = name or f"the model ({len(data):,} bytes)"
 
@@ -70,6 +82,7 @@ def read_model(data: bytes, name: str | None = None) -> schema.ModelT:
                 for key, value in vars(options).items() if options is not None else ():
                     if "subgraph" in key.lower():
                         check(value, len(subgraphs), f"{where} {key}")
+    _check_values(model, invalid)
     for entry in model.metadata or []:
         check(entry.buffer, len(buffers), "metadata (buffer)")
     check(model.metadataBuffer, len(buffers), "metadata_buffer (buffer)")
@@ -79,6 +92,37 @@ def read_model(data: bytes, name: str | None = None) -> schema.ModelT:
         for entry in (signature.inputs or []) + (signature.outputs or []):
             check(entry.tensorIndex, count, "signature (tensor)")
     return model
+
+
+def _check_values(model: schema.ModelT, invalid) -> None:
+    """`read_model`'s checks of shapes, scales, buffer lengths and option types (indices already in range)."""
+    custom = schema.BuiltinOperator.CUSTOM
+    for s, subgraph in enumerate(model.subgraphs):
+        custom_inputs = set()
+        for o, op in enumerate(subgraph.operators or []):
+            if builtin_code(model, op) == custom:
+                custom_inputs |= set(tensor_indices(op.inputs))
+            if op.builtinOptionsType not in _OPTION_TYPES or op.builtinOptions2Type not in _OPTION2_TYPES:
+                raise invalid(f"operator {o} of subgraph {s} has the unknown options type "
+                              f"{op.builtinOptionsType}/{op.builtinOptions2Type}")
+        for t, tensor in enumerate(subgraph.tensors or []):
+            where = f"tensor {t} of subgraph {s}"
+            shape = tensor_indices(tensor.shape)
+            if any(d < 1 for d in shape):
+                raise invalid(f"{where} has the shape {shape} (dimensions must be >= 1)")
+            q = tensor.quantization
+            scales = [] if q is None or q.scale is None else np.asarray(q.scale, np.float64)
+            if len(scales) and not (np.isfinite(scales).all() and (scales > 0).all()):
+                bad = scales[~(np.isfinite(scales) & (scales > 0))][0]
+                raise invalid(f"{where} has the quantization scale {bad:g} (scales must be finite and > 0)")
+            data = model.buffers[tensor.buffer].data
+            item = ITEM_BYTES.get(TYPE_NAMES.get(tensor.type, ""))
+            if data is None or not len(data) or item is None or t in custom_inputs or tensor.shape is None:
+                continue
+            expected = -(-math.prod(shape) * int(2 * item) // 2)  # ceil: INT4 packs two values a byte
+            if len(data) != expected:
+                raise invalid(f"{where} ({TYPE_NAMES[tensor.type]} {shape}) needs {expected:,} bytes of data, "
+                              f"its buffer {tensor.buffer} holds {len(data):,}")
 
 
 class _AlignedBufferT(schema.BufferT):

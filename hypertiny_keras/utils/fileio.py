@@ -1,14 +1,19 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes (a reader never sees a half-written file) and the one check of every output path."""
 from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import tempfile
+from typing import Callable, Iterable
+
+#: Characters of the target's name kept in its temporary file's name (the rest of a long name is cut).
+_TEMP_NAME_CHARS = 40
 
 
 def _temporary(path: pathlib.Path, data: bytes) -> str:
     """`data` in full in a new temporary file beside `path`; returns its name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:_TEMP_NAME_CHARS]}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
@@ -42,3 +47,80 @@ def atomic_write_all(files: list[tuple[str | os.PathLike, bytes]]) -> None:
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename."""
     atomic_write_all([(path, data)])
+
+
+def _name_max(directory: pathlib.Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_output(
+    path: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    replaceable: Callable[[pathlib.Path], bool] | None = None,
+    what: str = "",
+) -> pathlib.Path:
+    """`path` as a `Path` once writing it (atomically, by a rename) is known to lose nothing of the user's.
+
+    Every command that writes a file checks its target here first, before
+    any work. Refused, with one line naming the path:
+
+    - a directory, a symbolic link, or an existing target that is not a
+      regular file (a FIFO, a device, a socket): a rename would replace the
+      node itself, not write into it;
+    - the same file as one of `inputs` (also through a link);
+    - an existing file that `replaceable` (if given) says is not one this
+      package wrote (e.g. a user's `.json` where a report would go);
+    - an existing read-only file;
+    - a name longer than the file system allows, or a parent that is not
+      an existing, writable directory.
+
+    Args:
+        path: the file to write.
+        inputs: the files the command reads (missing ones are skipped).
+        replaceable: `f(path) -> bool` for an existing regular file: may it be replaced?
+        what: how to name the path in messages (e.g. `"--out x.tflite"`; default the path).
+
+    Raises:
+        ValueError: one line naming the path and the problem.
+    """
+    path = pathlib.Path(path)
+    name = what or str(path)
+    limit = _name_max(path.parent if path.parent.is_dir() else pathlib.Path("."))
+    if len(os.fsencode(path.name)) > limit:
+        raise ValueError(f"cannot write {name}: the name has {len(os.fsencode(path.name))} bytes, "
+                         f"more than the {limit} the file system allows")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        raise ValueError(f"cannot write {name}: {error.strerror or error}") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError(f"cannot write {name}: it is a directory; give the file to write")
+        if stat.S_ISLNK(info.st_mode):
+            raise ValueError(f"cannot write {name}: it is a symbolic link (to {os.readlink(path)}); "
+                             "give the real path (nothing is written through links)")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"cannot write {name}: it exists and is not a regular file (a FIFO, device or socket)")
+        for source in inputs:
+            try:
+                same = os.path.samefile(path, source)
+            except OSError:
+                same = False
+            if same:
+                raise ValueError(f"cannot write {name}: it is the input {source}; write to another file")
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write {name}: the file is read-only")
+        if replaceable is not None and not replaceable(path):
+            raise ValueError(f"cannot write {name}: a file of that name exists and was not written by hypertiny; "
+                             "move it or choose another name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {name}: {parent} is not a writable directory (it does not exist)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {name}: {parent} is not a writable directory (no write permission)")
+    return path

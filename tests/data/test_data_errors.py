@@ -176,6 +176,19 @@ def test_record_listed_without_its_files(apnea_copy):
         load_apnea_ecg(apnea_copy)
 
 
+def test_mitbih_files_are_checked_against_sha256sums(data_root, mit_copy, private_cache):
+    """Where the database ships SHA256SUMS.txt a changed record is refused; where not, the windows say so."""
+    plain = load_mitbih(mit_copy, split="paper", records=MIT_RECORDS, use_cache=False)
+    assert plain.meta["checksums"].startswith("not verified")
+    shutil.copy(data_root / "mitdb" / "SHA256SUMS.txt", mit_copy / "SHA256SUMS.txt")
+    checked = load_mitbih(mit_copy, split="paper", records=MIT_RECORDS)
+    assert checked.meta["checksums"].startswith("9 files verified") and np.array_equal(checked.x, plain.x)
+    dat = mit_copy / "100.dat"
+    dat.write_bytes(np.random.default_rng(0).bytes(dat.stat().st_size))  # same size, other bytes
+    with pytest.raises(DataError, match=r"mitdb/100\.dat: SHA-256 differs"):
+        load_mitbih(mit_copy, split="paper", records=MIT_RECORDS)
+
+
 # ---------------------------------------------------------------- PTB-XL
 
 
@@ -210,6 +223,48 @@ def test_csv_cut_inside_a_row(ptbxl_copy):
     path.write_text("".join(lines[:6]) + lines[6][:25])
     with pytest.raises(DataError, match=r"ptbxl_database\.csv:7: row has \d+ of 28 fields"):
         load_ptbxl(ptbxl_copy, max_records=5)
+
+
+def test_csv_with_a_byte_order_mark_loads(ptbxl_copy):
+    from hypertiny_keras.data.ptbxl import read_labels
+
+    plain = read_labels(ptbxl_copy)
+    for name in ("ptbxl_database.csv", "scp_statements.csv"):
+        path = ptbxl_copy / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert read_labels(ptbxl_copy) == plain and len(plain[0]) > 100
+
+
+def _edit_first_row(path, column, value):
+    import csv
+
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    rows[1][rows[0].index(column)] = value
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.mark.parametrize("value", ["123", "'abc'", "['NORM']"])
+def test_scp_codes_that_are_not_a_dict_name_file_and_row(ptbxl_copy, value):
+    _edit_first_row(ptbxl_copy / "ptbxl_database.csv", "scp_codes", value)
+    with pytest.raises(DataError, match=r"ptbxl_database\.csv:2: .*is not a dict"):
+        load_ptbxl(ptbxl_copy, max_records=5, use_cache=False)
+
+
+def test_duplicate_ecg_id_is_refused(ptbxl_copy):
+    path = ptbxl_copy / "ptbxl_database.csv"
+    lines = path.read_text().splitlines(True)
+    path.write_text("".join(lines[:3] + lines[2:]))
+    with pytest.raises(DataError, match=r"ptbxl_database\.csv:4: ecg_id 2 repeats the row of line 3"):
+        load_ptbxl(ptbxl_copy, max_records=5, use_cache=False)
+
+
+def test_database_csv_without_a_needed_column(ptbxl_copy):
+    path = ptbxl_copy / "ptbxl_database.csv"
+    path.write_text(path.read_text().replace("ecg_id", "id", 1))
+    with pytest.raises(DataError, match=r"ptbxl_database\.csv: the header has no column ecg_id"):
+        load_ptbxl(ptbxl_copy, max_records=5, use_cache=False)
 
 
 def test_scp_statements_without_diagnostic_rows(ptbxl_copy):
@@ -380,3 +435,49 @@ def test_incomplete_mitbih_entry_is_rebuilt(data_root, private_cache):
     again = load_mitbih(data_root / "mitdb", **kwargs)
     np.testing.assert_array_equal(again.x, first.x)
     assert (entry / "x.npy").is_file()
+
+
+def test_empty_cache_variable_means_the_default_root(monkeypatch):
+    monkeypatch.setenv("HYPERTINY_CACHE", "")
+    assert cache.cache_root() == pathlib.Path.home() / ".cache" / "hypertiny"
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_unusable_cache_root_loads_without_the_cache_and_warns_once(private_cache, monkeypatch, capsys, kind):
+    """A root that is a file or not writable is found before the load: one warning line, then no cache."""
+    if kind == "file":
+        private_cache.write_text("not a folder")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root may write into any folder")
+        private_cache.mkdir(mode=0o500)
+    monkeypatch.setattr(cache, "_WARNED", set())
+    build, calls = counting_build()
+    first = cache.cached_windows("tiny", {"a": 1}, [], build)
+    second = cache.cached_windows("tiny", {"a": 1}, [], build)
+    assert len(calls) == 2 and len(first) == len(second) == 6
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(private_cache) in lines[0] and "without it" in lines[0]
+    assert private_cache.is_file() if kind == "file" else cached_entries(private_cache) == []
+
+
+@pytest.mark.parametrize("change", ["window_length", "nan", "dtype"])
+def test_changed_cache_arrays_are_rebuilt(private_cache, change):
+    """Each array's shape, dtype and SHA-256 are stored with the entry and checked when it is read."""
+    build, calls = counting_build()
+    cache.cached_windows("tiny", {"a": 1}, [], build)
+    x_file = private_cache / cached_entries(private_cache)[0] / "x.npy"
+    x = np.load(x_file)
+    replaced = {"window_length": np.zeros((len(x), 10, 1), np.float32), "nan": np.full_like(x, np.nan),
+                "dtype": x.astype(np.float64)}[change]
+    np.save(x_file, replaced)
+    again = cache.cached_windows("tiny", {"a": 1}, [], build)
+    assert len(calls) == 2 and np.array_equal(again.x, tiny_windows().x)
+
+
+def test_describe_cache_says_where_and_how_much(private_cache):
+    cache.cached_windows("tiny", {"a": 1}, [], tiny_windows)
+    entry = private_cache / cached_entries(private_cache)[0]
+    size = sum(f.stat().st_size for f in entry.iterdir())
+    line = cache.describe_cache()
+    assert str(private_cache) in line and f"{size / 1e6:,.1f} MB in 1 entries" in line and "--no-cache" in line

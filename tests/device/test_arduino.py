@@ -221,10 +221,15 @@ def test_sketch_uses_the_library_and_keeps_an_edited_ino(exported, tmp_path):
     sketch = tmp_path / "Copy"
     shutil.copytree(made, sketch)
     (sketch / f"{made.name}.ino").rename(sketch / "Copy.ino")
-    for name in ("hypertiny_app.h", "hypertiny_app.cc"):  # an older export's copy of the core
-        (sketch / name).write_text("// old core\n")
+    (sketch / "hypertiny_app.cc").write_text("// an edited copy of the core\n")
     ino = sketch / "Copy.ino"
     ino.write_text("// edited\n")
+    before = {p.name: p.read_bytes() for p in sketch.iterdir()}
+    with pytest.raises(ValueError, match="hypertiny_app.cc differs from the HyperTinyPW library"):
+        export_arduino(str(exported["boot"]["path"]), str(sketch))  # a user's edit is never deleted
+    assert {p.name: p.read_bytes() for p in sketch.iterdir()} == before
+    for name in ("hypertiny_app.h", "hypertiny_app.cc"):  # an older export's unchanged copy of the core
+        shutil.copyfile(sources.core_dir() / name, sketch / name)
     report = export_arduino(str(exported["boot"]["path"]), str(sketch))
     assert ino.read_text() == "// edited\n" and "Copy.ino" not in report["files"]
     assert "kHypertinyTestCount = 0;" in (sketch / "test_vectors.h").read_text()

@@ -70,6 +70,20 @@ def test_paths_are_checked_before_conversion(tmp_path):
         analyze(model, x, tmp_path / "clash" / "m.tflite")
 
 
+def test_degenerate_data_and_unfixed_input_lengths_are_refused_before_conversion(tmp_path):
+    """All-equal calibration data (every real input would saturate) and a variable-length input."""
+    arch = _arch()
+    model, x = build(arch), representative_data(arch)
+    with pytest.raises(ExportError, match="holds one value only"):
+        analyze(model, np.zeros_like(x), tmp_path / "m.tflite")
+    inputs = keras.Input((None, 1))
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(4, 3)(inputs))
+    variable = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    with pytest.raises(ExportError, match=r"input shape \(None, None, 1\): export needs every size but the batch"):
+        analyze(variable, np.ones((4, 32, 1), np.float32), tmp_path / "m.tflite")
+    assert not list(tmp_path.iterdir())
+
+
 def test_models_with_two_inputs_or_outputs_are_refused(tmp_path):
     generator = PointwiseGenerator(3, 6)
     a, b = keras.Input((16, 2)), keras.Input((16, 2))
