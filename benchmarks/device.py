@@ -18,6 +18,7 @@ emulator: 2% fewer instructions on the libraries' 2023 TFLM).
 Writes `benchmarks/results/device.{json,md,png}`. Needs the TFLM sources:
 
     .venv/bin/python benchmarks/device.py --sources DIR [--build DIR] [--seeds 5]
+    .venv/bin/python benchmarks/device.py --report    # re-render device.md/.png from device.json only
 
 DIR holds tflite-micro, flatbuffers, gemmlowp, ruy, CMSIS-NN and CMSIS_6
 checkouts (tflm_app/README.md says which commits). Without them it says so
@@ -41,6 +42,7 @@ flags.DEFINE_string("sources", os.environ.get("HYPERTINY_EMULATOR_SOURCES"), "fo
 flags.DEFINE_string("build", None, "emulator build folder, kept (default: temporary)")
 flags.DEFINE_integer("seeds", 5, "quickstart seeds per pooling")
 flags.DEFINE_string("out", str(RESULTS), "results folder")
+flags.DEFINE_bool("report", False, "re-write device.md and device.png from the recorded device.json; runs nothing")
 FLAGS = flags.FLAGS
 KERNELS = ("cmsis", "reference")
 
@@ -136,27 +138,34 @@ def _markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}`. Instructions are QEMU guest instructions (`-icount shift=0`, "
         "resolution 40), deterministic, not Cortex-M4 cycles. Arena: `hypertiny_arena_needed_bytes()` "
-        "on the 32-bit board (used + 16); host: the tflite-micro wheel's 64-bit figure. Flash: text + data "
+        "on the 32-bit board (used + 16); host: the tflite-micro wheel's 64-bit figure. The arena is the "
+        "model's RAM: TFLM allocates the generated kernels (resource variables) inside it, so they are a part of "
+        "it, not an addition. Above limit: a boot file's 32-bit arena minus its frozen twin's minus its "
+        "generated kernels (the kernels must live somewhere; anything more is overhead). Flash: text + data "
         "of the whole ELF (TFLM, kernels, the model, the test vectors, the harness; no Mbed OS). "
         f"Sources: {result['sources_note']}.",
         "",
         "| model | file | B | kernels | tests | steady insns | boot/frozen | synthesis insns (x inference) "
-        "| BOOT setup insns | arena 32-bit / host B | generated kernels B | flash B | RAM (data+bss) B |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| BOOT setup insns | arena 32-bit / host B | of which generated kernels B | above limit B | flash B "
+        "| program RAM (data+bss) B |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, pair in result["models"].items():
         for kernels in KERNELS:
             frozen_steady = pair["frozen"][kernels]["summary"]["steady_insns"]
+            frozen_arena = pair["frozen"][kernels]["summary"]["arena_needed_bytes"]
             for mode in ("frozen", "boot"):
                 e = pair[mode]
                 s, z = e[kernels]["summary"], e[kernels]["sizes"]
                 synthesis = (f"{s['synthesis_insns']:,} ({s['synthesis_insns'] / s['steady_insns']:.3f})"
                              if s["synthesis_insns"] else "-")
+                generated = e["generated_weight_ram_bytes"]
+                above = f"{s['arena_needed_bytes'] - frozen_arena - generated:+,}" if mode == "boot" else "-"
                 lines.append(
                     f"| {name} | {mode} | {e['file_bytes']:,} | {kernels} | {s['passed']}/{s['checked']} | "
                     f"{s['steady_insns']:,} | {s['steady_insns'] / frozen_steady:.4f} | {synthesis} | "
                     f"{s['setup_boot_insns']:,} | {s['arena_needed_bytes']:,} / {e['host_arena_bytes']:,} | "
-                    f"{e['generated_weight_ram_bytes']:,} | {z['text'] + z['data']:,} | {z['data'] + z['bss']:,} |"
+                    f"{generated:,} | {above} | {z['text'] + z['data']:,} | {z['data'] + z['bss']:,} |"
                 )
     lines += ["", "Steady-state instructions by operator (CMSIS-NN kernels, boot files):", "",
               "| model | " + " | ".join(["operator", "instructions", "share"]) + " |", "|---|---|---:|---:|"]
@@ -223,13 +232,19 @@ def main(argv) -> None:
     from hypertiny_keras.device.emulator import EmulatorError, check_tools, source_roots
     from hypertiny_keras.utils.fileio import atomic_write
 
+    out = pathlib.Path(FLAGS.out)
+    if FLAGS.report:
+        result = json.loads((out / "device.json").read_text())
+        atomic_write(out / "device.md", _markdown(result).encode())
+        _plot(result, out / "device.png")
+        print(f"wrote {out / 'device.md'}")
+        return
     try:
         check_tools()
         roots = source_roots(FLAGS.sources)
     except EmulatorError as error:
         print(f"benchmarks/device.py: not run: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    out = pathlib.Path(FLAGS.out)
     with tempfile.TemporaryDirectory(prefix="hypertiny-device-") as scratch:
         work = pathlib.Path(scratch)
         build = pathlib.Path(FLAGS.build) if FLAGS.build else work / "build"

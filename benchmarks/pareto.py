@@ -11,6 +11,7 @@ Runs `hypertiny_keras.pareto` on a real dataset and writes
 Every finished run is written to `<out>/<name>.runs.jsonl` as it arrives: the
 same command re-run after an interruption computes only the runs it lacks
 (`--fresh` starts over).
+    .venv/bin/python benchmarks/pareto.py --report benchmarks/results/pareto/mitbih.json   # re-render only
 
 Datasets (from `$HYPERTINY_DATA`, default `../shared/data`):
 - `mitbih`: MIT-BIH Arrhythmia, AAMI V vs rest, de Chazal inter-patient split (DS1 -> train/val by
@@ -54,7 +55,9 @@ def dataset_windows(dataset: str, data_root: pathlib.Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--dataset", choices=DATASETS)
+    parser.add_argument("--report", metavar="JSON", help="re-render a written front's .md and .png from its .json "
+                        "(RAM re-counted from the recorded arena figures: pareto_front.recount_ram); runs nothing")
     parser.add_argument("--widths", default="16,32,64", help="comma-separated block widths")
     parser.add_argument("--variants", default="stored,lowrank_stored,lowrank,kronecker",
                         help="comma-separated names of hypertiny_keras.sweeps.pareto_front.VARIANTS")
@@ -75,13 +78,18 @@ def main() -> None:
                         help="run on this Ray cluster: auto, <head-ip>:6379 or ray://<head-ip>:10001")
     parser.add_argument("--fresh", action="store_true", help="ignore (and replace) the journal of finished runs")
     args = parser.parse_args()
+    if args.report:
+        _report(pathlib.Path(args.report))
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required (or --report JSON)")
     if args.workers is not None and args.ray_address is not None:
         parser.error("give --workers or --ray-address, not both")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
 
     with quiet.silenced():
-        from hypertiny_keras.sweeps.pareto_front import ParetoSettings, markdown, merge, pareto, plot_pareto
+        from hypertiny_keras.sweeps.pareto_front import ParetoSettings, merge, pareto
         from hypertiny_research.suite import subsample
 
     out = pathlib.Path(args.out)
@@ -121,16 +129,36 @@ def main() -> None:
         commands = previous.get("commands", [previous["command"]]) + [command]
         result = merge(previous, result)
         result.update(commands=commands, command=" && ".join(commands), minutes=previous["minutes"] + minutes)
-        minutes = result["minutes"]
+    result["workers"] = args.workers
+    _write(result, out, name)
+
+
+def _report(path: pathlib.Path) -> None:
+    """Re-write `path`'s .md and .png (and the .json's RAM figures) from the recorded points."""
+    from hypertiny_keras.sweeps.pareto_front import recount_ram
+
+    result = json.loads(path.read_text())
+    if any(p.get("ram_bytes", 0) != p.get("arena_bytes", 0) for p in result["points"]):
+        result = recount_ram(result)
+        result["ram_note"] = ("RAM re-counted from the recorded arena figures (the first rendering added the "
+                              "generated kernels to the arena, which already holds them).")
+    _write(result, path.parent, path.stem)
+
+
+def _write(result: dict, out: pathlib.Path, name: str) -> None:
+    from hypertiny_keras.sweeps.pareto_front import markdown, plot_pareto
+    from hypertiny_keras.utils.fileio import atomic_write
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out / f"{name}.json", (json.dumps(result, indent=2) + "\n").encode())
     title = f"{name}: {result['metric']} vs .tflite bytes ({len(result['seeds'])} seeds)"
     plot_pareto(result, out / f"{name}.png", title=title)
     text = markdown(result, title, result["command"])
+    workers = result.get("workers")
     text += (f"\nWindows used: {result['windows']} ({', '.join(result['class_names'])}); "
-             f"{minutes:.0f} min on this 2-core machine"
-             f"{f' with --workers {args.workers}' if args.workers else ''}.\n\n![front]({name}.png)\n")
-    (out / f"{name}.md").write_text(text)
+             f"{result['minutes']:.0f} min on this 2-core machine"
+             f"{f' with --workers {workers}' if workers else ''}.\n\n![front]({name}.png)\n")
+    atomic_write(out / f"{name}.md", text.encode())
     print(f"wrote {out / (name + '.md')}")
 
 

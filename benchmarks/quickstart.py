@@ -50,7 +50,7 @@ def _markdown(report: dict) -> str:
     lines += [
         f"| **file** | **{frozen['file_bytes']:,}** | **{boot['file_bytes']:,}** |",
         f"| TFLM arena (host) | {frozen['arena_bytes']:,} | {boot['arena_bytes']:,} |",
-        f"| generated kernels in RAM | {frozen['generated_weight_ram_bytes']:,} | "
+        f"| of which generated kernels | {frozen['generated_weight_ram_bytes']:,} | "
         f"{boot['generated_weight_ram_bytes']:,} |",
         "",
         f"Host TFLM invoke time, boot / frozen: {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f} "

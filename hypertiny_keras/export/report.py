@@ -95,8 +95,8 @@ class ExportReport:
             "  flash: " + ", ".join(f"{k} {v:,}" for k, v in flash_split(self.inspection()).items() if v),
             f"  MACs: {self.macs.get('steady', 0):,} per inference, {self.macs.get('synthesis', 0):,} once at synthesis"
             f" ({len(self.layers)} operators; `format(board=...)` for the per-operator table and % of a board)",
-            f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}); "
-            f"generated weights in RAM {self.generated_weight_ram_bytes:,} B",
+            f"  TFLM arena {self.arena_bytes:,} B ({self.arena_note}), the file's RAM; "
+            f"of which generated kernels {self.generated_weight_ram_bytes:,} B",
             f"  verified on {v['samples']} samples: main graph TFLM vs LiteRT max {v['tflm_vs_litert_max_steps']:.0f} "
             f"step(s), exact {100 * v['tflm_vs_litert_exact_rate']:.2f}%; "
             + (

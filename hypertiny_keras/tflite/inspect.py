@@ -86,7 +86,8 @@ def inspect_tflite(data: bytes, name: str | None = None) -> dict:
     constant-buffer bytes of each role in `roles.ROLES`, plus
     `flatbuffer_overhead` = everything else in the file: tables, vectors,
     alignment); `resource_variables` (count) and `generated_weight_ram_bytes`
-    (bytes of the resource variables that hold synthesised kernels in RAM);
+    (bytes of the resource variables that hold synthesised kernels: TFLM allocates them
+    inside the interpreter's arena, so they are part of the arena figure, not added to it);
     `buffer_roles`: `{buffer index: role}` of every constant buffer an operator reads;
     `layers`: one row per operator (`subgraph`, `operator`, `inputs` and
     `output` shapes, constant `parameters` (values) and `bytes` first counted

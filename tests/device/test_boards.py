@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hypertiny_keras as ht
-from hypertiny_keras.device.boards import BOARDS, flash_split, format_inspection, get_board
+from hypertiny_keras.device.boards import BOARDS, flash_split, format_inspection, get_board, ram_split
+from hypertiny_keras.device.runtime import TFLMError, io_quantization, run_tflm, tflm_arena_bytes
 from hypertiny_keras.models import ds_cnn
 from hypertiny_keras.tflite.inspect import inspect_tflite
 
@@ -72,6 +73,30 @@ def test_flash_split_ram_split_and_board_shares(exported):
     assert set(BOARDS) >= {"nano33ble"}
     png = report.plot(path.with_suffix(".png"))
     assert png.stat().st_size > 10_000
+
+
+def test_ram_counts_the_generated_kernels_once(exported, tmp_path):
+    """A boot file's reported RAM is the smallest arena the host TFLM runs it in: its kernels are inside it.
+
+    TFLM takes each resource variable's buffer from the interpreter's arena,
+    so adding the kernels to the arena again would report RAM in which a
+    smaller arena (report - 16 B) still runs; here it must not.
+    """
+    _, report, path = exported
+    data = path.read_bytes()
+    info = inspect_tflite(data)
+    generated = info["generated_weight_ram_bytes"]
+    assert generated > 0
+    ram = sum(ram_split(info, report.arena_bytes).values())
+    assert ram == report.arena_bytes == tflm_arena_bytes(data)
+    assert f"RAM: {ram:,} bytes" in report.format()
+    x = io_quantization(data)[0].quantize(X[:2])
+    run_tflm(data, x, arena_size=ram)
+    with pytest.raises(TFLMError):
+        run_tflm(data, x, arena_size=ram - 16)
+    # The kernels occupy the arena: the boot file needs at least its frozen twin's arena plus them.
+    frozen = ht.export_tflite(exported[0], X, tmp_path / "frozen.tflite", synthesis="frozen")
+    assert report.arena_bytes >= frozen.arena_bytes + generated
 
 
 def test_byte_table_biases_match_the_file(exported):

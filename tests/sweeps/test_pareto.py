@@ -31,7 +31,7 @@ def test_every_variant_is_a_verified_file_scored_in_tflm(tmp_path):
     for (variant, width), p in points.items():
         assert p["deployed"] == ("boot" if variant in ("lowrank", "kronecker") else "frozen")
         assert 0.0 <= p["metric"] <= 1.0 and p["file_bytes"] > p["weight_bytes"] > 0
-        assert p["ram_bytes"] == p["arena_bytes"] + p["generated_ram_bytes"]
+        assert p["ram_bytes"] == p["arena_bytes"]  # the arena holds the generated kernels (resource variables)
         assert (p["generated_ram_bytes"] > 0) == (variant in ("lowrank", "kronecker"))
     # A 16-wide block stores 256 PW values; rank-2 factors 64: the file shows it.
     assert points[("lowrank_stored", 16)]["weight_bytes"] < points[("stored", 16)]["weight_bytes"]
@@ -76,7 +76,7 @@ def test_codec_variants_share_the_stored_model_and_shrink_its_file():
     # A boot file keeps its init subgraph and its generated kernels in RAM.
     boot = points["kronecker+int4"]
     assert boot["deployed"] == "boot" and boot["generated_ram_bytes"] > 0
-    assert boot["ram_bytes"] == boot["arena_bytes"] + boot["generated_ram_bytes"]
+    assert boot["ram_bytes"] == boot["arena_bytes"] > boot["generated_ram_bytes"]
     # init_weight_bits=4: an exported, verified boot file of its own training run.
     w4 = points["kronecker_w4"]
     assert w4["deployed"] == "boot" and "codec" not in w4 and w4["generated_ram_bytes"] == boot["generated_ram_bytes"]
