@@ -158,8 +158,7 @@ def _export_arduino(args) -> None:
     result = export_arduino(str(model), args.arduino, windows=windows, labels=labels,
                             emulator_sources=args.emulator_sources, emulator_build=args.emulator_build,
                             library=args.library, sketch=args.sketch,
-                            patch_key=_existing_file(args.patch_key_file, "--patch-key-file").read_bytes()
-                            if args.patch_key_file else None,
+                            patch_key=_key(args.patch_key_file, "--patch-key-file") if args.patch_key_file else None,
                             test_patch=_existing_file(args.test_patch, "--test-patch").read_bytes()
                             if args.test_patch else None)
     print(json.dumps(result, indent=2))
@@ -516,8 +515,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _key(args) -> bytes:
-    return _existing_file(args.key_file, "--key-file").read_bytes()
+def _key(path: str, option: str = "--key-file") -> bytes:
+    """The bytes of the HMAC key file `path` (one line naming `option` if it is missing)."""
+    return _existing_file(path, option).read_bytes()
 
 
 def _write_new(path: str, data: bytes, inputs: tuple[str, ...]) -> None:
@@ -531,7 +531,7 @@ def _patch_make(args) -> None:
     from hypertiny_keras.tflite.patch import describe_patch, make_patch
 
     base, personalized = _existing_file(args.base).read_bytes(), _existing_file(args.personalized).read_bytes()
-    key = _key(args)
+    key = _key(args.key_file)
     patch = make_patch(base, personalized, key, args.counter)
     _write_new(args.out, patch, (args.base, args.personalized, args.key_file))
     split = describe_patch(patch, key)["byte_split"]
@@ -542,7 +542,7 @@ def _patch_apply(args) -> None:
     from hypertiny_keras.tflite.patch import apply_patch
 
     base = _existing_file(args.base).read_bytes()
-    patched = apply_patch(base, _existing_file(args.patch).read_bytes(), _key(args), args.last_counter)
+    patched = apply_patch(base, _existing_file(args.patch).read_bytes(), _key(args.key_file), args.last_counter)
     _write_new(args.out, patched, (args.base, args.patch, args.key_file))
     print(f"{args.out}: {len(patched):,} bytes, the base with its code bytes patched")
 
@@ -550,7 +550,7 @@ def _patch_apply(args) -> None:
 def _patch_inspect(args) -> None:
     from hypertiny_keras.tflite.patch import describe_patch
 
-    info = describe_patch(_existing_file(args.patch).read_bytes(), _key(args) if args.key_file else None)
+    info = describe_patch(_existing_file(args.patch).read_bytes(), _key(args.key_file) if args.key_file else None)
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -567,8 +567,9 @@ def _patch_fleet(args) -> None:
     with bar, quiet.silenced():  # TensorFlow's import and Keras' loading
         from hypertiny_keras.training.fleet import FleetSettings, personalize_fleet_files
 
-        fleet = personalize_fleet_files(*files, _key(args), args.counter, args.out, FleetSettings(steps=args.steps),
-                                        workers=args.workers, address=args.ray_address, progress=bar)
+        fleet = personalize_fleet_files(*files, _key(args.key_file), args.counter, args.out,
+                                        FleetSettings(steps=args.steps), workers=args.workers,
+                                        address=args.ray_address, progress=bar)
     s = fleet["summary"]
     print(f"{args.out}: {s['personalized']} of {s['subjects']} subjects patched ({s['failed']} failed)"
           + (f", patches up to {s['patch_bytes']['max']} bytes; accuracy {s['accuracy']['before']:.3f} -> "
