@@ -151,8 +151,7 @@ def wearer_patch(model: keras.Model, boot: bytes, rehearsal: tuple, out: pathlib
     mine = codes_file(boot, tuned)
     key = os.urandom(32)
     patch = make_patch(boot, mine, key, counter=1)
-    atomic_write(out / "device.key", key)
-    os.chmod(out / "device.key", 0o600)
+    atomic_write(out / "device.key", key, mode=0o600)  # secret: owner-only from its first byte
     atomic_write(out / "wearer.patch", patch)
     atomic_write(out / "model_wearer_int8.tflite", mine)
     accuracy = {name: _accuracy(predict(data, xs[test], "tflm"), ys[test])

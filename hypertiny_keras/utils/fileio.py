@@ -11,12 +11,14 @@ from typing import Callable, Iterable
 _TEMP_NAME_CHARS = 40
 
 
-def _temporary(path: pathlib.Path, data: bytes) -> str:
-    """`data` in full in a new temporary file beside `path`; returns its name."""
+def _temporary(path: pathlib.Path, data: bytes, mode: int | None = None) -> str:
+    """`data` in full in a new temporary file beside `path` (permissions `mode`, default the umask's); its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:_TEMP_NAME_CHARS]}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask  # mkstemp creates 0600; give the file the usual permissions
+    os.fchmod(fd, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -26,16 +28,17 @@ def _temporary(path: pathlib.Path, data: bytes) -> str:
     return tmp
 
 
-def atomic_write_all(files: list[tuple[str | os.PathLike, bytes]]) -> None:
+def atomic_write_all(files: list[tuple[str | os.PathLike, bytes]], mode: int | None = None) -> None:
     """Write each `(path, data)` so that all are replaced or none is.
 
     Every file is written in full to a temporary file beside its target
-    first; only then are they renamed into place, in order.
+    first; only then are they renamed into place, in order. `mode`: their
+    permissions (default 0o666 less the umask).
     """
     temporaries = []
     try:
         for path, data in files:
-            temporaries.append(_temporary(pathlib.Path(path), data))
+            temporaries.append(_temporary(pathlib.Path(path), data, mode))
         for (path, _), tmp in zip(files, temporaries):
             os.replace(tmp, path)
     finally:
@@ -44,9 +47,13 @@ def atomic_write_all(files: list[tuple[str | os.PathLike, bytes]]) -> None:
                 os.unlink(tmp)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    atomic_write_all([(path, data)])
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` through a temporary file in the same directory and a rename.
+
+    `mode`: the file's permissions (e.g. 0o600 for a secret key: never readable by others, not even
+    for a moment); default 0o666 less the umask.
+    """
+    atomic_write_all([(path, data)], mode)
 
 
 def _name_max(directory: pathlib.Path) -> int:
