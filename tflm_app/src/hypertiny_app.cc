@@ -8,6 +8,7 @@
 
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/memory_helpers.h"  // TfLiteEvalTensorByteLength
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_graph.h"
@@ -29,6 +30,14 @@ HypertinyConfig g_base = {};
 uint8_t g_base_id[kHypertinyPatchBaseIdBytes];  // SHA-256(g_base.model)[:8], once g_base_id_known
 bool g_base_id_known = false;
 
+// HYPERTINY_STOCK_VARIABLES=1 builds the core with TFLM's own READ_VARIABLE
+// and ASSIGN_VARIABLE, as a stock TFLM runs a boot file (each kernel in a
+// resource buffer and copied into a planned filter at every inference): for
+// measuring that RAM beside the core's (benchmarks/device.py).
+#ifndef HYPERTINY_STOCK_VARIABLES
+#define HYPERTINY_STOCK_VARIABLES 0
+#endif
+
 // What a resolver returns: TfLiteRegistration in TFLM of 2023 (the Arduino
 // libraries), TFLMRegistration later.
 using Registration = decltype(tflite::Register_CALL_ONCE());
@@ -46,6 +55,20 @@ tflite::MicroProfilerInterface* g_profiler = nullptr;
 // (null for a model without CALL_ONCE).
 tflite::MicroGraph* g_init_graph = nullptr;
 int g_init_subgraph = -1;
+
+// A generated kernel's only copy in RAM. The core's READ_VARIABLE takes it
+// from the arena's persistent part in Prepare and points its output (the
+// main graph's filter tensor) at it; TFLM then plans nothing for that tensor
+// (it plans only tensors whose data is unset after Prepare, as it does for
+// VAR_HANDLE's id), and Eval copies nothing. The core's ASSIGN_VARIABLE
+// points the init subgraph's value at the same bytes, so the generator
+// writes the kernel there. Indexed by resource id (TFLM numbers them 0, 1,
+// ... in VAR_HANDLE's Prepare), g_variables entries in the arena.
+struct HeldKernel {
+  void* data;    // null until a READ_VARIABLE of the resource is prepared
+  size_t bytes;
+};
+HeldKernel* g_held = nullptr;
 
 bool g_ready = false;        // setup succeeded
 bool g_synthesised = false;  // the init subgraph has run
@@ -136,6 +159,7 @@ void teardown() {
   g_interpreter = nullptr;
   g_init_graph = nullptr;
   g_init_subgraph = -1;
+  g_held = nullptr;
   g_ready = false;
   g_synthesised = false;
   g_variables = 0;
@@ -175,24 +199,109 @@ TfLiteStatus call_once_eval(TfLiteContext* context, TfLiteNode* node) {
   return synthesise() == HypertinyStatus::kOk ? kTfLiteOk : kTfLiteError;
 }
 
-Registration core_call_once() {
-  Registration registration = tflite::micro::RegisterOp(nullptr, call_once_prepare, call_once_eval);
+// A registration of the core's kernel for the builtin `code`.
+Registration core_kernel(tflite::BuiltinOperator code, TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+                         TfLiteStatus (*eval)(TfLiteContext*, TfLiteNode*)) {
+  Registration registration = tflite::micro::RegisterOp(nullptr, prepare, eval);
   // The interpreter looks the op's parser up by this code (AddBuiltin sets it).
-  registration.builtin_code = tflite::BuiltinOperator_CALL_ONCE;
+  registration.builtin_code = code;
   return registration;
 }
 
+// TFLM's own kernel for `op`, as the sketch's resolver registers it.
+const Registration& stock(tflite::BuiltinOperator op) { return *g_config.resolver->FindOp(op); }
+
+// The entry of a resource id, or null for an id outside the table.
+HeldKernel* held_kernel(int32_t resource_id) {
+  return g_held != nullptr && resource_id >= 0 && resource_id < g_variables ? &g_held[resource_id] : nullptr;
+}
+
+// The resource id a VAR_HANDLE of the same subgraph set in its Prepare, or
+// null (a handle TFLM only knows at Eval: TFLM's kernels then do the work).
+const int32_t* known_id(TfLiteContext* context, TfLiteNode* node) {
+  const TfLiteEvalTensor* id = tflite::micro::GetEvalInput(context, node, 0);
+  return id != nullptr ? id->data.i32 : nullptr;
+}
+
+// The core's READ_VARIABLE: TFLM's checks, then the filter tensor it writes
+// becomes the resource's held kernel (taken here, persistent, once per
+// resource); Eval copies nothing. Stock TFLM copies the resource into a
+// planned filter tensor at every inference instead.
+TfLiteStatus read_variable_prepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, stock(tflite::BuiltinOperator_READ_VARIABLE).prepare(context, node));
+  node->user_data = nullptr;
+  const int32_t* id = known_id(context, node);
+  if (id == nullptr) return kTfLiteOk;
+  TfLiteEvalTensor* filter = tflite::micro::GetEvalOutput(context, node, 0);
+  size_t bytes = 0;
+  TF_LITE_ENSURE_OK(context, tflite::TfLiteEvalTensorByteLength(filter, &bytes));
+  HeldKernel* entry = held_kernel(*id);
+  TF_LITE_ENSURE(context, entry != nullptr);
+  if (entry->data == nullptr) {  // the first read of this resource
+    entry->data = context->AllocatePersistentBuffer(context, bytes);
+    TF_LITE_ENSURE(context, entry->data != nullptr);
+    entry->bytes = bytes;
+  }
+  TF_LITE_ENSURE_EQ(context, entry->bytes, bytes);
+  filter->data.data = entry->data;
+  node->user_data = entry;
+  return kTfLiteOk;
+}
+
+TfLiteStatus read_variable_eval(TfLiteContext* context, TfLiteNode* node) {
+  if (node->user_data != nullptr) return kTfLiteOk;  // the filter tensor is the kernel
+  return stock(tflite::BuiltinOperator_READ_VARIABLE).invoke(context, node);
+}
+
+// The core's ASSIGN_VARIABLE: a resource held by a READ_VARIABLE takes no
+// resource buffer (TFLM's Prepare would take one of the kernel's size). The
+// value tensor, unless something already set its data (a constant, another
+// resource's kernel), is pointed at the held kernel: TFLM plans nothing for
+// it and the generator writes the kernel in place. Eval copies only a value
+// that lives elsewhere.
+TfLiteStatus assign_variable_prepare(TfLiteContext* context, TfLiteNode* node) {
+  node->user_data = nullptr;
+  const int32_t* id = known_id(context, node);
+  HeldKernel* entry = id != nullptr ? held_kernel(*id) : nullptr;
+  if (entry == nullptr || entry->data == nullptr) {  // no READ_VARIABLE holds it: TFLM's resource buffer
+    return stock(tflite::BuiltinOperator_ASSIGN_VARIABLE).prepare(context, node);
+  }
+  TfLiteEvalTensor* value = context->GetEvalTensor(context, node->inputs->data[1]);
+  TF_LITE_ENSURE(context, value != nullptr);
+  size_t bytes = 0;
+  TF_LITE_ENSURE_OK(context, tflite::TfLiteEvalTensorByteLength(value, &bytes));
+  TF_LITE_ENSURE_EQ(context, bytes, entry->bytes);
+  if (value->data.data == nullptr) value->data.data = entry->data;
+  node->user_data = entry;
+  return kTfLiteOk;
+}
+
+TfLiteStatus assign_variable_eval(TfLiteContext* context, TfLiteNode* node) {
+  const auto* entry = static_cast<const HeldKernel*>(node->user_data);
+  if (entry == nullptr) return stock(tflite::BuiltinOperator_ASSIGN_VARIABLE).invoke(context, node);
+  const TfLiteEvalTensor* value = tflite::micro::GetEvalInput(context, node, 1);
+  if (value->data.data != entry->data) std::memcpy(entry->data, value->data.data, entry->bytes);
+  return kTfLiteOk;
+}
+
 // The resolver the interpreter sees: the sketch's (model_ops.h), except that
-// CALL_ONCE (registered there with the plain AddCallOnce() every TFLM snapshot
-// has) resolves to the core's kernel above.
+// CALL_ONCE, READ_VARIABLE and ASSIGN_VARIABLE (registered there with the
+// plain Add...() every TFLM snapshot has) resolve to the core's kernels above.
 class CoreResolver : public tflite::MicroOpResolver {
  public:
   using tflite::MicroOpResolver::FindOp;
 
   const Registration* FindOp(tflite::BuiltinOperator op) const override {
     const Registration* found = g_config.resolver->FindOp(op);
-    if (found == nullptr || op != tflite::BuiltinOperator_CALL_ONCE) return found;
-    return &call_once_;
+    if (found == nullptr) return found;
+    switch (op) {
+      case tflite::BuiltinOperator_CALL_ONCE: return &call_once_;
+#if !HYPERTINY_STOCK_VARIABLES
+      case tflite::BuiltinOperator_READ_VARIABLE: return &read_variable_;
+      case tflite::BuiltinOperator_ASSIGN_VARIABLE: return &assign_variable_;
+#endif
+      default: return found;
+    }
   }
   const Registration* FindOp(const char* op) const override { return g_config.resolver->FindOp(op); }
   tflite::TfLiteBridgeBuiltinParseFunction GetOpDataParser(tflite::BuiltinOperator op) const override {
@@ -200,7 +309,11 @@ class CoreResolver : public tflite::MicroOpResolver {
   }
 
  private:
-  const Registration call_once_ = core_call_once();
+  const Registration call_once_ = core_kernel(tflite::BuiltinOperator_CALL_ONCE, call_once_prepare, call_once_eval);
+  const Registration read_variable_ =
+      core_kernel(tflite::BuiltinOperator_READ_VARIABLE, read_variable_prepare, read_variable_eval);
+  const Registration assign_variable_ =
+      core_kernel(tflite::BuiltinOperator_ASSIGN_VARIABLE, assign_variable_prepare, assign_variable_eval);
 };
 
 CoreResolver g_core_resolver;
@@ -253,10 +366,14 @@ HypertinyStatus setup_on(const HypertinyConfig& config, HypertinyMode mode) {
   if (needed > 0) {
     // Exactly the model's count: with fewer, VAR_HANDLE fails in Prepare.
     variables = tflite::MicroResourceVariables::Create(allocator, needed);
-    if (variables == nullptr) {
+#if !HYPERTINY_STOCK_VARIABLES
+    g_held = static_cast<HeldKernel*>(allocator->AllocatePersistentBuffer(needed * sizeof(HeldKernel)));
+#endif
+    if (variables == nullptr || (!HYPERTINY_STOCK_VARIABLES && g_held == nullptr)) {
       log_line("hypertiny: no room in the arena for %d resource variables", needed);
       return fail(HypertinyStatus::kResourceVariables);
     }
+    if (g_held != nullptr) std::memset(g_held, 0, needed * sizeof(HeldKernel));
   }
   g_variables = needed;
   g_interpreter =

@@ -11,7 +11,11 @@
 // AddCallOnce(); the core's resolver swaps the kernel in, which works with the
 // 2023 TFLM of the Arduino libraries and today's): it runs the init subgraph exactly once,
 // in hypertiny_setup() (BOOT) or inside the first classify (LAZY), and times
-// the synthesis alone. Later invokes only read the variables.
+// the synthesis alone. Later invokes only read the variables. READ_VARIABLE
+// and ASSIGN_VARIABLE (also registered plain) resolve to the core's kernels
+// as well: each kernel is held once in the arena, the generator writes it in
+// place and the convolution reads it there (TFLM's would keep a resource
+// buffer and copy it into a planned tensor at every inference).
 //
 // C++17, no dynamic allocation (the interpreter lives in static storage, all
 // tensors in the sketch's arena), no exceptions. Not thread-safe.
