@@ -4,10 +4,17 @@ The TFLite converter folds every generator it sees into constants, so the
 init subgraph is written into the flatbuffer after conversion:
 
     subgraph 0 (main)                        subgraph 1 (init, runs once)
-    CALL_ONCE(init) ------------------------> FULLY_CONNECTED(z_l, W_g, b_g) -> h_l
-    ...                                       [FULLY_CONNECTED(h_l, B) -> u_l]   factorized
+    ... CALL_ONCE(init) --------------------> FULLY_CONNECTED(z_l, W_g, b_g) -> h_l
+                                              [FULLY_CONNECTED(h_l, B) -> u_l]   factorized
     VAR_HANDLE(l) -> READ_VARIABLE -> filter  FULLY_CONNECTED(h_l | u_l, H_l) -> w_l (zp 0)
-    CONV_2D(x, filter, bias)                  RESHAPE(w_l) -> VAR_HANDLE(l) -> ASSIGN_VARIABLE
+    CONV_2D(x, filter, bias)                  VAR_HANDLE(l) -> ASSIGN_VARIABLE(w_l)
+
+A resource variable is bytes to TFLM, so w_l keeps the generator's shape.
+Stock TFLM holds each kernel in its resource buffer and copies it into the
+planned filter tensor at every inference; the device core (tflm_app/src)
+points the filter and w_l at one buffer, the kernel's only copy in RAM.
+CALL_ONCE sits before the first read where the main graph has the fewest
+live bytes (`tflite.liveness`): TFLM plans the init subgraph there.
 
 Generated filters are symmetric int8 (zero point 0) with their scales fixed
 in the file. What each layer's init operators are is its kernel generator's
@@ -35,6 +42,7 @@ from hypertiny_keras.export.emitter import Emitter, as_float64, symmetric
 from hypertiny_keras.export.errors import BootExportError
 from hypertiny_keras.export.model_writer import INT8, INT32, OPS, quantization
 from hypertiny_keras.tflite.flatbuffer import buffer_bytes, compact
+from hypertiny_keras.tflite.liveness import quietest_step
 
 
 @dataclasses.dataclass
@@ -174,12 +182,11 @@ def add_init_subgraph(
             row_scales = filter_scales
             values = synthesised * np.sign(factor).astype(np.int64)[:, None]
 
-        t_w4 = t_w
-        if [int(d) for d in init.tensors[t_w].shape] != [cout, 1, 1, cin]:
-            # The init side only moves bytes: one scale there; the filter scales sit on the reader.
-            t_w4 = writer.reshape(init, t_w, f"{name}/filter", [cout, 1, 1, cin], quantization(1.0))
+        # The generator's output goes to the variable as it is: TFLM's resource variables are bytes (ASSIGN and
+        # READ check only the byte count), so no RESHAPE to the filter's [cout, 1, 1, cin] (a node, a tensor and
+        # its options that TFLM would keep for the interpreter's life); the filter scales sit on the reader.
         handle, t_resource = writer.var_handle(init, name)
-        assign = writer.op(OPS.ASSIGN_VARIABLE, [t_resource, t_w4], [], schema.BuiltinOptions.AssignVariableOptions,
+        assign = writer.op(OPS.ASSIGN_VARIABLE, [t_resource, t_w], [], schema.BuiltinOptions.AssignVariableOptions,
                            schema.AssignVariableOptionsT())
         init.operators += [handle, assign]
 
@@ -221,9 +228,14 @@ def add_init_subgraph(
 
     once = schema.CallOnceOptionsT()
     once.initSubgraphIndex = len(model.subgraphs) - 1
-    operators = [writer.op(OPS.CALL_ONCE, [], [], schema.BuiltinOptions.CallOnceOptions, once)]
+    # CALL_ONCE where the main graph has the fewest live bytes before the first read: TFLM plans the init
+    # subgraph inside the CALL_ONCE step, beside the main graph's tensors alive there.
+    operators = []
     for op in main.operators:
         operators += reads.get(id(op), []) + [op]
     main.operators = operators
+    first_read = min((operators.index(ops[0]) for ops in reads.values()), default=0)
+    operators.insert(quietest_step(model, 0, first_read),
+                     writer.op(OPS.CALL_ONCE, [], [], schema.BuiltinOptions.CallOnceOptions, once))
     compact(model)
     return Rewrite(report, filters, per_channel and all(layer.kernel_generator.solves_target for layer in layers))

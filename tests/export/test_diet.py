@@ -1,4 +1,5 @@
 """The flatbuffer diet: every kind saves bytes, and TFLM computes what it computed before, bit for bit."""
+import copy
 import dataclasses
 
 import keras
@@ -38,8 +39,18 @@ def _conv2d():
     return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
+def _twins():
+    """Two frozen 1x1 convolutions with one initializer: the converter merges their equal constants."""
+    inputs = keras.Input((LENGTH, 1))
+    x = keras.layers.Conv1D(8, 5, strides=2, padding="same", activation="relu")(inputs)
+    for _ in range(2):
+        x = keras.layers.Conv1D(8, 1, activation="relu", trainable=False,
+                                kernel_initializer=keras.initializers.GlorotUniform(seed=3))(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {  # name -> (builder, input shape of one sample)
-    # PW3 and PW4 have one shape: their init-subgraph RESHAPE shapes are equal constants.
+    "twins": (_twins, (LENGTH, 1)),
     "separable": (lambda: _separable(widths=(8, 12, 12, 12), stem_filters=8), (LENGTH, 1)),
     "residual": (_residual, (LENGTH, 1)),
     "conv2d": (_conv2d, (16, 8, 1)),
@@ -97,9 +108,8 @@ def _only(kind: str, data: bytes) -> bytes:
     return write_model(model)
 
 
-SAVES = {  # kind -> exports in which it must remove bytes (reshape_pairs, empty_options: none, see below)
+SAVES = {  # kind -> exports in which it must remove bytes (reshape_pairs, empty_options, shared_constants: below)
     "quantization": [("separable", "frozen"), ("separable", "boot"), ("residual", "frozen"), ("conv2d", "frozen")],
-    "shared_constants": [("separable", "boot")],
 }
 
 
@@ -116,6 +126,34 @@ def test_kind_saves_bytes_and_tflm_outputs_stay_bit_exact(exported, kind, name, 
         litert = run_litert(data, e.x).outputs.astype(np.int64)
         np.testing.assert_array_equal(litert, litert_reference)
         assert np.abs(litert - reference).max() <= 1
+
+
+def test_shared_constants_merges_a_copied_constant(exported):
+    # The converter already merges equal constants (operators read one tensor) and the boot writer
+    # emits none, so the kind is tested on a copy: the second reader gets its own tensor and buffer.
+    e = exported("twins", "frozen")
+    model = read_model(e.plain)
+    main = model.subgraphs[0]
+    readers = {}
+    for op in main.operators:
+        for position, t in enumerate(op.inputs):
+            if t >= 0 and model.buffers[main.tensors[t].buffer].data is not None:
+                readers.setdefault(t, []).append((op, position))
+    shared, uses = next((t, u) for t, u in readers.items() if len(u) >= 2)
+    twin = copy.deepcopy(main.tensors[shared])
+    twin.buffer = len(model.buffers)
+    model.buffers.append(copy.deepcopy(model.buffers[main.tensors[shared].buffer]))
+    main.tensors.append(twin)
+    op, position = uses[1]
+    op.inputs[position] = len(main.tensors) - 1
+    split = write_model(model)
+    KINDS["shared_constants"](model)
+    compact(model)
+    merged = write_model(model)
+    assert len(split) > len(e.plain) and len(merged) < len(split)
+    reference = _tflm(e.plain, e.x)
+    np.testing.assert_array_equal(_tflm(split, e.x), reference)
+    np.testing.assert_array_equal(_tflm(merged, e.x), reference)
 
 
 def _ops(data: bytes) -> tuple:
