@@ -16,6 +16,7 @@ or libraries it says so and writes nothing.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -51,7 +52,7 @@ def _runs(build: pathlib.Path, work: pathlib.Path) -> list[dict]:
 
     from hypertiny_keras.cli.quickstart import run_quickstart
     from hypertiny_keras.device.arduino import export_arduino
-    from hypertiny_keras.device.emulator import emulate
+    from hypertiny_keras.device.emulator import STOCK_VARIABLES, emulate
 
     targets = [("tflite-micro 90b983c2 (--sources)", {"sources": FLAGS.sources})]
     targets += [(pathlib.Path(d).name, {"arduino_library": d}) for d in FLAGS.libraries]
@@ -65,13 +66,15 @@ def _runs(build: pathlib.Path, work: pathlib.Path) -> list[dict]:
             sketch = work / f"{classifier}_{mode}"
             exported = export_arduino(str(out / f"model_{mode}_int8.tflite"), str(sketch), windows=windows,
                                       labels=labels, library="tflite-micro")  # the emulator ignores the include
-            for target, where in targets:
-                result = emulate(sketch, build_dir=build, **where)
+            # A boot file runs twice: with the core's READ_VARIABLE / ASSIGN_VARIABLE and with TFLM's (stock).
+            variables = {"core": "", "TFLM": STOCK_VARIABLES} if mode == "boot" else {"-": ""}
+            for (target, where), (kernels, defs) in itertools.product(targets, variables.items()):
+                result = emulate(sketch, build_dir=build, core_defs=defs, **where)
                 s = result["summary"]
                 rows.append({"classifier": classifier, "mode": mode, "file_bytes": exported["model_bytes"],
-                             "target": target, "elf_text_bytes": result["sizes"]["text"],
+                             "target": target, "variables": kernels, "elf_text_bytes": result["sizes"]["text"],
                              "failed_scores": _failed_scores(result), **s})
-                print(f"{classifier} {mode} {target}: {s['passed']}/{s['checked']}", flush=True)
+                print(f"{classifier} {mode} {target} {kernels}: {s['passed']}/{s['checked']}", flush=True)
     return rows
 
 
@@ -82,11 +85,14 @@ def _markdown(rows: list[dict]) -> str:
         f"Command: `{COMMAND}`. Quickstart seed 0, default settings; `per_tensor` = exported with "
         "`--dense-per-tensor`. Vectors: BOOT and LAZY runs of 16 windows each whose int8 scores equal the "
         "TFLM Python wheel's; off = the largest difference of the others, in int8 steps. Instructions are "
-        "QEMU guest instructions (`hypertiny emulate`); arena = `hypertiny_arena_needed_bytes()` (32-bit).",
+        "QEMU guest instructions (`hypertiny emulate`); arena = `hypertiny_arena_needed_bytes()` (32-bit). "
+        "Variables: a boot file runs with the core's READ_VARIABLE / ASSIGN_VARIABLE (each kernel held once) "
+        "and with TFLM's own (`-DHYPERTINY_STOCK_VARIABLES=1`: a stock TFLM's kernels, a resource buffer per "
+        "kernel and a planned copy at every inference).",
         "",
-        "| classifier | file | B | TFLM | vectors | off | class changed | boot scores = frozen scores "
+        "| classifier | file | B | TFLM | variables | vectors | off | class changed | boot scores = frozen scores "
         "| steady insns | synthesis insns | arena needed B | ELF text B |",
-        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "|---|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     frozen = {(r["classifier"], r["target"]): r["failed_scores"] for r in rows if r["mode"] == "frozen"}
     for r in rows:
@@ -95,7 +101,8 @@ def _markdown(rows: list[dict]) -> str:
         if r["mode"] == "boot":
             same = "yes" if r["failed_scores"] == frozen[(r["classifier"], r["target"])] else "no"
         lines.append(
-            f"| {r['classifier']} | {r['mode']} | {r['file_bytes']:,} | {r['target']} | {r['passed']}/{r['checked']} "
+            f"| {r['classifier']} | {r['mode']} | {r['file_bytes']:,} | {r['target']} | {r.get('variables', '-')} "
+            f"| {r['passed']}/{r['checked']} "
             f"| {r['max_score_lsb']} | {r['class_differs']} | {same} | {r['steady_insns']:,} | {synthesis} "
             f"| {r['arena_needed_bytes']:,} | {r['elf_text_bytes']:,} |"
         )

@@ -85,7 +85,7 @@ def _emulate_pair(name: str, files: dict, build: pathlib.Path, work: pathlib.Pat
     import numpy as np
 
     from hypertiny_keras.device.arduino import export_arduino
-    from hypertiny_keras.device.emulator import emulate
+    from hypertiny_keras.device.emulator import STOCK_VARIABLES, emulate
 
     with np.load(files["windows"]) as saved:
         test_windows, labels = saved["windows"], saved["labels"]
@@ -102,6 +102,11 @@ def _emulate_pair(name: str, files: dict, build: pathlib.Path, work: pathlib.Pat
             entry[mode][kernels]["profile_first"] = result["profile"]["first"]
             print(f"{name} {mode} {kernels}: {result['summary']['passed']}/{result['summary']['checked']} pass, "
                   f"steady {result['summary']['steady_insns']:,}", flush=True)
+    # The boot file as a stock TFLM runs it: TFLM's own READ_VARIABLE / ASSIGN_VARIABLE in the core.
+    result = emulate(work / f"{name}_boot", FLAGS.sources, kernels="cmsis", build_dir=build, core_defs=STOCK_VARIABLES)
+    entry["boot"]["stock_variables"] = {k: result[k] for k in ("summary", "sizes")}
+    print(f"{name} boot, TFLM's variable kernels: {result['summary']['passed']}/{result['summary']['checked']} "
+          f"pass, arena {result['summary']['arena_needed_bytes']:,} B", flush=True)
     return entry
 
 
@@ -132,6 +137,12 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _tools_note(result: dict) -> str:
+    """` Tools: ...` from a result's recorded tool versions (empty for results recorded before them)."""
+    tools = result.get("tools")
+    return f" Tools: {'; '.join(tools.values())}." if tools else ""
+
+
 def _markdown(result: dict) -> str:
     lines = [
         "# Device figures: an emulated Cortex-M4F (QEMU mps2-an386)",
@@ -143,12 +154,16 @@ def _markdown(result: dict) -> str:
         "it, not an addition. Above limit: a boot file's 32-bit arena minus its frozen twin's minus its "
         "generated kernels (the kernels must live somewhere; anything more is overhead). Flash: text + data "
         "of the whole ELF (TFLM, kernels, the model, the test vectors, the harness; no Mbed OS). "
-        f"Sources: {result['sources_note']}.",
+        "Boot files run with the core's READ_VARIABLE / ASSIGN_VARIABLE (tflm_app/src: each kernel held once, "
+        "written in place by the generator, read without a copy); stock TFLM: the same file and core with TFLM's "
+        "own READ_VARIABLE / ASSIGN_VARIABLE (`-DHYPERTINY_STOCK_VARIABLES=1`, CMSIS-NN): a resource buffer per "
+        "kernel plus a planned copy at every inference. "
+        f"Sources: {result['sources_note']}.{_tools_note(result)}",
         "",
         "| model | file | B | kernels | tests | steady insns | boot/frozen | synthesis insns (x inference) "
-        "| BOOT setup insns | arena 32-bit / host B | of which generated kernels B | above limit B | flash B "
-        "| program RAM (data+bss) B |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| BOOT setup insns | arena 32-bit / host B | of which generated kernels B | above limit B "
+        "| stock TFLM: tests, arena B | flash B | program RAM (data+bss) B |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, pair in result["models"].items():
         for kernels in KERNELS:
@@ -161,11 +176,14 @@ def _markdown(result: dict) -> str:
                              if s["synthesis_insns"] else "-")
                 generated = e["generated_weight_ram_bytes"]
                 above = f"{s['arena_needed_bytes'] - frozen_arena - generated:+,}" if mode == "boot" else "-"
+                stock = e.get("stock_variables", {}).get("summary") if kernels == "cmsis" else None
+                stock = (f"{stock['passed']}/{stock['checked']}, {stock['arena_needed_bytes']:,}"
+                         if stock else "-")
                 lines.append(
                     f"| {name} | {mode} | {e['file_bytes']:,} | {kernels} | {s['passed']}/{s['checked']} | "
                     f"{s['steady_insns']:,} | {s['steady_insns'] / frozen_steady:.4f} | {synthesis} | "
                     f"{s['setup_boot_insns']:,} | {s['arena_needed_bytes']:,} / {e['host_arena_bytes']:,} | "
-                    f"{generated:,} | {above} | {z['text'] + z['data']:,} | {z['data'] + z['bss']:,} |"
+                    f"{generated:,} | {above} | {stock} | {z['text'] + z['data']:,} | {z['data'] + z['bss']:,} |"
                 )
     lines += ["", "Steady-state instructions by operator (CMSIS-NN kernels, boot files):", "",
               "| model | " + " | ".join(["operator", "instructions", "share"]) + " |", "|---|---|---:|---:|"]
@@ -229,7 +247,7 @@ def _plot(result: dict, path: pathlib.Path) -> None:
 def main(argv) -> None:
     del argv
     from hypertiny_keras.cli.quickstart import run_quickstart
-    from hypertiny_keras.device.emulator import EmulatorError, check_tools, source_roots
+    from hypertiny_keras.device.emulator import EmulatorError, check_tools, source_roots, tool_versions
     from hypertiny_keras.utils.fileio import atomic_write
 
     out = pathlib.Path(FLAGS.out)
@@ -256,6 +274,7 @@ def main(argv) -> None:
             "sources": roots,
             "sources_note": "tflite-micro 90b983c2, CMSIS-NN 99f736a6 and the other pins of tflm_app/README.md "
                             "when run as committed (the script cannot tell a checkout's commit)",
+            "tools": tool_versions(),
             "models": {"quickstart": _emulate_pair("quickstart", quick, build, work)},
         }
         result["models"]["mitbih_hypertiny_pw"] = _emulate_pair("mitbih", _mitbih_files(work), build, work)

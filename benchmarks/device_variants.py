@@ -96,12 +96,17 @@ def _markdown(result: dict) -> str:
         "(resource variables) inside it, and they are not added again. Above limit: a boot file's arena minus "
         "the stored twin's arena minus its generated kernels (the kernels must live somewhere; anything more is "
         "overhead). Steady ratio: steady-state instructions over the stored twin's. Tests: the sketch's 8 "
-        "windows, each run in the BOOT and LAZY modes, against the host TFLM's outputs (pass = bit for bit)."
-        + (f" {result['ram_note']}" if result.get("ram_note") else ""),
+        "windows, each run in the BOOT and LAZY modes, against the host TFLM's outputs (pass = bit for bit). "
+        "Boot files run with the core's READ_VARIABLE / ASSIGN_VARIABLE (tflm_app/src: each kernel held once, "
+        "written in place by the generator, read without a copy); stock TFLM: the same file and core with "
+        "TFLM's own (`-DHYPERTINY_STOCK_VARIABLES=1`): a resource buffer per kernel and a planned copy at every "
+        "inference."
+        + (f" {result['ram_note']}" if result.get("ram_note") else "")
+        + (f" Tools: {'; '.join(result['tools'].values())}." if result.get("tools") else ""),
         "",
         "| variant | file | B | tests | steady insns | / stored | synthesis insns | arena = RAM B "
-        "| of which generated kernels B | above limit B | flash B |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of which generated kernels B | above limit B | stock TFLM: tests, arena B, above limit B | flash B |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     stored_arena = rows.get("stored", {}).get("arena_needed_bytes")
     for name, r in rows.items():
@@ -109,9 +114,12 @@ def _markdown(result: dict) -> str:
         synthesis = f"{r['synthesis_insns']:,}" if r["synthesis_insns"] else "-"
         generated = r["generated_weight_ram_bytes"]
         above = f"{r['arena_needed_bytes'] - stored_arena - generated:+,}" if generated and stored_arena else "-"
+        stock = r.get("stock")
+        stock = (f"{stock['passed']}/{stock['checked']}, {stock['arena_needed_bytes']:,}, "
+                 f"{stock['arena_needed_bytes'] - stored_arena - generated:+,}" if stock and stored_arena else "-")
         lines.append(
             f"| {name} | {r['mode']} | {r['file_bytes']:,} | {r['passed']}/{r['checked']} | {r['steady_insns']:,} "
-            f"| {ratio} | {synthesis} | {r['arena_needed_bytes']:,} | {generated:,} | {above} "
+            f"| {ratio} | {synthesis} | {r['arena_needed_bytes']:,} | {generated:,} | {above} | {stock} "
             f"| {r['flash_bytes']:,} |"
         )
     lines += [
@@ -128,7 +136,14 @@ def main(argv) -> None:
     import numpy as np
 
     from hypertiny_keras.device.arduino import export_arduino
-    from hypertiny_keras.device.emulator import EmulatorError, check_tools, emulate, source_roots
+    from hypertiny_keras.device.emulator import (
+        STOCK_VARIABLES,
+        EmulatorError,
+        check_tools,
+        emulate,
+        source_roots,
+        tool_versions,
+    )
     from hypertiny_keras.sweeps.pareto_front import VARIANTS
     from hypertiny_keras.utils.fileio import atomic_write
 
@@ -155,7 +170,8 @@ def main(argv) -> None:
     x = rng.normal(size=(512, *INPUT_SHAPE)).astype(np.float32)
     y = rng.integers(0, CLASSES, size=512)
     result = {"command": _command(), "sources": roots, "width": FLAGS.width, "depth": FLAGS.depth,
-              "rank": FLAGS.rank, "input_shape": list(INPUT_SHAPE), "ram": "arena", "variants": {}}
+              "rank": FLAGS.rank, "input_shape": list(INPUT_SHAPE), "ram": "arena", "tools": tool_versions(),
+              "variants": {}}
     with tempfile.TemporaryDirectory(prefix="hypertiny-variants-") as scratch:
         work = pathlib.Path(scratch)
         build = pathlib.Path(FLAGS.build) if FLAGS.build else work / "build"
@@ -177,6 +193,11 @@ def main(argv) -> None:
                 "flash_bytes": run["sizes"]["text"] + run["sizes"]["data"],
                 "ops": run["ops"],
             }
+            if mode == "boot":  # the same file with TFLM's own READ_VARIABLE / ASSIGN_VARIABLE
+                stock = emulate(sketch, FLAGS.sources, kernels="cmsis", build_dir=build,
+                                core_defs=STOCK_VARIABLES)["summary"]
+                result["variants"][variant]["stock"] = {
+                    k: stock[k] for k in ("passed", "checked", "steady_insns", "arena_needed_bytes")}
             print(f"{variant}: {summary['passed']}/{summary['checked']} pass, steady {summary['steady_insns']:,}",
                   flush=True)
     out.mkdir(parents=True, exist_ok=True)

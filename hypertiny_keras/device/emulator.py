@@ -45,6 +45,9 @@ SOURCES_ENV = "HYPERTINY_EMULATOR_SOURCES"
 TOOLS = {"make": "make", "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
          "qemu-system-arm": "qemu-system-arm"}
 KERNEL_SETS = ("cmsis", "reference")
+#: `core_defs` building the core with TFLM's own READ_VARIABLE / ASSIGN_VARIABLE: a boot file as a stock
+#: TFLM runs it (each kernel in a resource buffer, copied into a planned filter at every inference).
+STOCK_VARIABLES = "-DHYPERTINY_STOCK_VARIABLES=1"
 #: Files of a sketch folder the emulator builds (the core comes from the library: `sources.core_dir()`).
 SKETCH_FILES = ("model_data.cc", "model_data.h", "model_ops.h", "arena_config.h", "test_vectors.h")
 
@@ -61,6 +64,18 @@ def check_tools() -> None:
     if missing:
         packages = " ".join(sorted({TOOLS[t] for t in missing} | {"libnewlib-arm-none-eabi"} - {"make"}))
         raise EmulatorError(f"emulate: {', '.join(missing)} not found; on Debian: apt-get install {packages}")
+
+
+def tool_versions() -> dict[str, str]:
+    """First line of `--version` of the cross compiler and of QEMU (`"missing"` for an absent tool)."""
+    versions = {}
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        try:
+            printed = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30).stdout
+        except OSError:
+            printed = ""
+        versions[tool] = printed.strip().splitlines()[0] if printed.strip() else "missing"
+    return versions
 
 
 def source_roots(sources: str | os.PathLike | None = None, **roots: str) -> dict[str, str]:
@@ -249,6 +264,7 @@ def emulate(
     jobs: int | None = None,
     opt: str = "-O2",
     extra_defs: str = "",
+    core_defs: str = "",
     timeout: int = 600,
     arduino_library: str | os.PathLike | None = None,
     **roots: str,
@@ -266,6 +282,8 @@ def emulate(
         jobs: parallel compile jobs (default: CPU count).
         opt, extra_defs: compiler optimisation and extra `-D` flags (e.g.
             `-Os`, `-DTF_LITE_STRIP_ERROR_STRINGS`: then no per-op profile).
+        core_defs: `-D` flags for the core and the harness only (the
+            TFLM library is shared), e.g. `STOCK_VARIABLES`.
         timeout: seconds QEMU may run.
         arduino_library: build against this Arduino TFLM library folder
             (`arduino_library_root`; its own TFLM snapshot, CMSIS-NN kernels
@@ -297,9 +315,11 @@ def emulate(
         if arduino_library is not None:
             library = pathlib.Path(resolved["ARDUINO_LIBRARY"])
             tag += f"-{library.name}-{hashlib.sha1(str(library).encode()).hexdigest()[:8]}"
-        build = root / f"{sketch.name}-{tag}"
+        core_tag = core_defs.replace(" ", "").replace("-D", "_").replace("-", "").replace("=", "")
+        build = root / f"{sketch.name}-{tag}{core_tag}"
         variables = {**resolved, "SKETCH": str(sketch), "KERNELS": kernels, "OPT": opt, "EXTRA_DEFS": extra_defs,
-                     "BUILD": str(build), "LIBDIR": str(root / f"lib-{tag}"), "QEMU_TIMEOUT": str(timeout)}
+                     "CORE_DEFS": core_defs, "BUILD": str(build), "LIBDIR": str(root / f"lib-{tag}"),
+                     "QEMU_TIMEOUT": str(timeout)}
         # The sketch's own objects are always rebuilt (seconds): a kept build folder may hold
         # those of another folder of the same name, with dependency files naming it.
         shutil.rmtree(build, ignore_errors=True)
@@ -320,8 +340,8 @@ def emulate(
         if not result["done"]:
             raise EmulatorError(f"emulate: the board stopped early (exit {ran.returncode}): {log.strip()[-300:]}")
         result["sizes"] = elf_sizes(build / "emulate.elf")
-    result.update(summary=summarize(result), kernels=kernels, opt=opt, extra_defs=extra_defs, sources=resolved,
-                  sketch=str(sketch), log=log)
+    result.update(summary=summarize(result), kernels=kernels, opt=opt, extra_defs=extra_defs, core_defs=core_defs,
+                  sources=resolved, sketch=str(sketch), log=log)
     return result
 
 
