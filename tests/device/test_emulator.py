@@ -84,9 +84,11 @@ def test_recorded_frozen_log_has_no_synthesis_and_a_smaller_arena():
     assert "CALL_ONCE" not in frozen["ops"] and "READ_VARIABLE" in boot["ops"]
     assert frozen["modes"]["BOOT"]["setup"]["variables"] == 0
     assert frozen["modes"]["BOOT"]["setup"]["used"] < boot["modes"]["BOOT"]["setup"]["used"]
-    # Reading the generated kernels costs the boot file a little per inference, no more.
+    # The core's READ_VARIABLE copies nothing (the filter is the kernel): at most two timer ticks (40
+    # instructions each) per read, where TFLM's copied each 768 B kernel in about 700 instructions.
     ratio = boot["modes"]["BOOT"]["inference"]["steady_median"] / frozen["modes"]["BOOT"]["inference"]["steady_median"]
-    assert 1.0 <= ratio < 1.01
+    assert 1.0 <= ratio <= 1.001
+    assert boot["ops"].get("READ_VARIABLE", 0) <= 80 * boot["modes"]["BOOT"]["setup"]["variables"]
 
 
 def test_recorded_patch_log_refuses_every_bad_patch_and_runs_the_patched_model():
