@@ -36,13 +36,13 @@ def test_output_shape_and_kernel_layout(ndim):
     assert model(_inputs(model)).shape == (5, 3)
     assert tuple(layer.generated_kernel().shape) == (16, 8)  # (C_out, C_in): TFLite OHWI order
     x = _inputs(model)
-    features = keras.Model(model.inputs, layer.input)(x)
+    features = keras.Model(model.input, layer.input)(x)
     expected = np.maximum(
         np.einsum("...i,oi->...o", ops.convert_to_numpy(features), ops.convert_to_numpy(layer.generated_kernel()))
         + ops.convert_to_numpy(layer.bias),
         0,
     )
-    np.testing.assert_allclose(keras.Model(model.inputs, layer.output)(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.Model(model.input, layer.output)(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_kernel_follows_eq2_dense_and_eq3_factorized():
