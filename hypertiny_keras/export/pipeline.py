@@ -28,7 +28,8 @@ from hypertiny_keras.tflite.flatbuffer import read_model
 from hypertiny_keras.tflite.inspect import inspect_tflite
 from hypertiny_keras.transforms.accounting import byte_table
 
-_ARENA_NOTE = "64-bit host build of TFLM (tflite-micro wheel); smaller on a 32-bit MCU"
+_ARENA_NOTE = ("64-bit host build of TFLM (tflite-micro wheel, its own variable kernels); smaller on a 32-bit MCU "
+               "and, for a boot file, with the device core (tflm_app)")
 
 
 def export_tflite(
