@@ -83,10 +83,12 @@ def main() -> None:
         return
     if args.dataset is None:
         parser.error("--dataset is required (or --report JSON)")
-    if args.workers is not None and args.ray_address is not None:
-        parser.error("give --workers or --ray-address, not both")
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be >= 1")
+    from hypertiny_keras.execution import check_placement
+
+    try:
+        check_placement(args.workers, args.ray_address)  # before minutes of loading; run_tasks checks it again
+    except ValueError as error:
+        parser.error(f"--workers / --ray-address: {error}")
 
     with quiet.silenced():
         from hypertiny_keras.sweeps.pareto_front import ParetoSettings, merge, pareto

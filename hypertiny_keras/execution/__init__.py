@@ -6,6 +6,6 @@ the export fuzz and fleet personalization run their units of work through;
 re-run with the same arguments computes only the rest.
 """
 from hypertiny_keras.execution.journal import Journal, digest
-from hypertiny_keras.execution.tasks import run_tasks
+from hypertiny_keras.execution.tasks import check_placement, run_tasks
 
-__all__ = ["Journal", "digest", "run_tasks"]
+__all__ = ["Journal", "check_placement", "digest", "run_tasks"]

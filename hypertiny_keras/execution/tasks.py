@@ -50,6 +50,20 @@ def run_one(function: Callable, shared: tuple, args: tuple) -> dict:
                 "traceback": traceback.format_exc(limit=-8)}
 
 
+def check_placement(workers: int | None, address: str | None) -> None:
+    """Refuse a placement `run_tasks` cannot take: `workers` < 1, or both `workers` and `address`.
+
+    Callers that load data first (a sweep's command line) call it before the load.
+
+    Raises:
+        ValueError: one line naming the problem.
+    """
+    if workers is not None and address is not None:
+        raise ValueError("give workers (a local Ray on this machine) or address (a cluster), not both")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+
 def run_tasks(
     function: Callable,
     tasks: Mapping[str, tuple],
@@ -93,10 +107,7 @@ def run_tasks(
     """
     from tqdm import tqdm
 
-    if workers is not None and address is not None:
-        raise ValueError("give workers (a local Ray on this machine) or address (a cluster), not both")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    check_placement(workers, address)
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     done = journal.done() if journal is not None else {}
