@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from hypertiny_keras.data.windows import ARRAY_FIELDS, Windows
+from hypertiny_keras.utils.fileio import sha256_of_file
 
 CACHE_FORMAT = 2  # bump when the on-disk layout or any loader's output changes meaning
 STALE_SECONDS = 3 * 3600  # a temporary directory older than this is abandoned (writes take seconds)
@@ -177,15 +178,10 @@ def _temp_prefix(entry: pathlib.Path) -> str:
     return f".{entry.name}.{HOST}.{os.getpid()}."
 
 
-def _file_sha256(path: pathlib.Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _file_record(path: pathlib.Path, array: np.ndarray) -> dict:
     """What `meta.json` records of one array file: shape, dtype, SHA-256, and size and mtime (ns)."""
     info = path.stat()
-    return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": _file_sha256(path),
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": sha256_of_file(path),
             "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
@@ -201,7 +197,7 @@ def _unchanged(path: pathlib.Path, array: np.ndarray, stored: dict) -> bool:
     info = path.stat()
     if info.st_size == stored["bytes"] and info.st_mtime_ns == stored["mtime_ns"]:
         return True
-    return _file_sha256(path) == stored["sha256"]
+    return sha256_of_file(path) == stored["sha256"]
 
 
 def _read(entry: pathlib.Path) -> Windows | None:

@@ -1,7 +1,6 @@
 """Reading (and optionally downloading) PhysioNet WFDB records with errors that name the file."""
 from __future__ import annotations
 
-import hashlib
 import pathlib
 from typing import Sequence
 
@@ -9,6 +8,7 @@ import numpy as np
 import wfdb
 
 from hypertiny_keras.data.errors import DataError
+from hypertiny_keras.utils.fileio import sha256_of_file
 
 # MIT annotation format: 16-bit little-endian words, code in the top 6 bits, value in the low 10.
 _ANN_SKIP = 59  # followed by two words: a 32-bit interval
@@ -70,9 +70,7 @@ def verify_checksums(data_dir: pathlib.Path, files: Sequence[pathlib.Path]) -> s
         name = path.relative_to(data_dir).as_posix()
         if name not in sums:
             raise DataError(f"{path}: not listed in {listing}")
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-        if digest != sums[name]:
+        if sha256_of_file(path) != sums[name]:
             raise DataError(f"{path}: SHA-256 differs from {listing} (the file is damaged or was changed)")
     return f"{len(files)} files verified against {listing}"
 

@@ -1,6 +1,7 @@
 """Atomic file writes (a reader never sees a half-written file) and the one check of every output path."""
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import stat
@@ -26,6 +27,12 @@ def _temporary(path: pathlib.Path, data: bytes, mode: int | None = None) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+def sha256_of_file(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of the file at `path`, read in chunks (any size)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def atomic_write_all(files: list[tuple[str | os.PathLike, bytes]], mode: int | None = None) -> None:
