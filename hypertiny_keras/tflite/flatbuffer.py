@@ -116,13 +116,23 @@ def _check_values(model: schema.ModelT, invalid) -> None:
                 bad = scales[~(np.isfinite(scales) & (scales > 0))][0]
                 raise invalid(f"{where} has the quantization scale {bad:g} (scales must be finite and > 0)")
             data = model.buffers[tensor.buffer].data
-            item = ITEM_BYTES.get(TYPE_NAMES.get(tensor.type, ""))
-            if data is None or not len(data) or item is None or t in custom_inputs or tensor.shape is None:
+            expected = tensor_bytes(tensor)
+            if data is None or not len(data) or expected is None or t in custom_inputs:
                 continue
-            expected = -(-math.prod(shape) * int(2 * item) // 2)  # ceil: INT4 packs two values a byte
             if len(data) != expected:
                 raise invalid(f"{where} ({TYPE_NAMES[tensor.type]} {shape}) needs {expected:,} bytes of data, "
                               f"its buffer {tensor.buffer} holds {len(data):,}")
+
+
+def tensor_bytes(tensor: schema.TensorT) -> int | None:
+    """Bytes of `tensor`'s values: element count x item size (`ITEM_BYTES`; INT4 packs two a byte, rounded up).
+
+    `None` for a type without an item size or a tensor without a shape.
+    """
+    item = ITEM_BYTES.get(TYPE_NAMES.get(tensor.type, ""))
+    if item is None or tensor.shape is None:
+        return None
+    return -(-math.prod(tensor_indices(tensor.shape)) * int(2 * item) // 2)
 
 
 class _AlignedBufferT(schema.BufferT):

@@ -5,7 +5,7 @@ import math
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hypertiny_keras.tflite.flatbuffer import OP_NAMES, TYPE_NAMES, builtin_code, read_model, tensor_indices
+from hypertiny_keras.tflite.flatbuffer import OP_NAMES, builtin_code, read_model, tensor_bytes, tensor_indices
 from hypertiny_keras.tflite.roles import ROLES
 
 OPS = schema.BuiltinOperator
@@ -46,13 +46,6 @@ def _role(model, subgraph, op, position: int, in_init: bool, consumers) -> str:
     if code == OPS.FULLY_CONNECTED and position == 1:
         return "classifier"
     return "other"
-
-
-def _tensor_bytes(tensor: schema.TensorT) -> int:
-    size = max(math.prod(tensor_indices(tensor.shape)), 0) if tensor.shape is not None else 0
-    return size * {"INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8}.get(
-        TYPE_NAMES.get(tensor.type, ""), 0
-    )
 
 
 def _shape(subgraph, tensor_index: int) -> list[int]:
@@ -152,7 +145,7 @@ def _describe(model: schema.ModelT, file_bytes: int) -> dict:
                 handle = next((o for o in operators if tensor_indices(o.outputs)[:1] == inputs[:1]), None)
                 shared_name = getattr(handle.builtinOptions, "sharedName", None) if handle is not None else None
                 key = shared_name if shared_name is not None else (index, inputs[0])
-                variables[key] = _tensor_bytes(subgraph.tensors[inputs[1]])
+                variables[key] = tensor_bytes(subgraph.tensors[inputs[1]]) or 0
         subgraphs.append(
             {
                 "index": index,

@@ -8,9 +8,7 @@ subgraph can add to the arena's peak.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from hypertiny_keras.tflite.flatbuffer import ITEM_BYTES, TYPE_NAMES, buffer_bytes, schema, tensor_indices
+from hypertiny_keras.tflite.flatbuffer import buffer_bytes, schema, tensor_bytes, tensor_indices
 
 #: TFLM's arena alignment (`MicroArenaBufferAlignment()`), in bytes.
 ARENA_ALIGNMENT = 16
@@ -18,10 +16,9 @@ ARENA_ALIGNMENT = 16
 
 def planned_bytes(model: schema.ModelT, tensor: schema.TensorT) -> int:
     """Arena bytes (aligned) TFLM plans for `tensor`; 0 for constants, variable tensors and resources."""
-    item = ITEM_BYTES.get(TYPE_NAMES.get(tensor.type, ""))
-    if tensor.isVariable or buffer_bytes(model, tensor) or item is None or tensor.shape is None:
+    size = tensor_bytes(tensor)
+    if tensor.isVariable or buffer_bytes(model, tensor) or size is None:
         return 0
-    size = int(np.ceil(int(np.prod([int(d) for d in tensor.shape])) * item))
     return -(-size // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 
 
