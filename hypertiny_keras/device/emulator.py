@@ -256,6 +256,11 @@ def patch_case_ok(case: dict, tests: int) -> bool:
             and vectors.get("failed") == 0)
 
 
+def _folder_tag(flags: str) -> str:
+    """Compiler flags as part of a build folder's name (`-O2 -DX=1` -> `O2_X=1`)."""
+    return flags.replace(" ", "").replace("-D", "_").replace("-", "")
+
+
 def emulate(
     sketch_dir: str | os.PathLike,
     sources: str | os.PathLike | None = None,
@@ -311,12 +316,11 @@ def emulate(
         resolved = source_roots(sources, **roots)
     with tempfile.TemporaryDirectory(prefix="hypertiny-emulate-") as scratch:
         root = pathlib.Path(build_dir).resolve() if build_dir else pathlib.Path(scratch)
-        tag = f"{kernels}{opt}{extra_defs}".replace(" ", "").replace("-D", "_").replace("-", "")
+        tag = _folder_tag(f"{kernels}{opt}{extra_defs}")
         if arduino_library is not None:
             library = pathlib.Path(resolved["ARDUINO_LIBRARY"])
             tag += f"-{library.name}-{hashlib.sha1(str(library).encode()).hexdigest()[:8]}"
-        core_tag = core_defs.replace(" ", "").replace("-D", "_").replace("-", "").replace("=", "")
-        build = root / f"{sketch.name}-{tag}{core_tag}"
+        build = root / f"{sketch.name}-{tag}{_folder_tag(core_defs)}"
         variables = {**resolved, "SKETCH": str(sketch), "KERNELS": kernels, "OPT": opt, "EXTRA_DEFS": extra_defs,
                      "CORE_DEFS": core_defs, "BUILD": str(build), "LIBDIR": str(root / f"lib-{tag}"),
                      "QEMU_TIMEOUT": str(timeout)}
